@@ -1,0 +1,56 @@
+"""Pure Matrix protocol logic: no clock, no I/O, no simulator.
+
+Everything here takes values and returns values, so it is deterministic and
+testable on its own. This package must never import simpy, pandas or
+matplotlib (a test checks).
+"""
+
+from .authchain import AuthChainIndex, auth_chain_difference
+from .canonical import (
+    CanonicalJSONError,
+    canonical_json,
+    check_canonical,
+    decode_base64,
+    encode_base64,
+    encode_base64_urlsafe,
+)
+from .checks import CheckResult, DropReason, check_event
+from .crypto import SignatureError, SigningKey, VerifyKey, derive_server_key, sign_json, verify_json
+from .dag import MissingParentsError, RoomGraph
+from .events import Event, server_name_of
+from .hashing import content_hash, event_id, reference_hash, sign_event
+from .redaction import redact
+from .roomversions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion, get_room_version
+
+__all__ = [
+    "AuthChainIndex",
+    "CanonicalJSONError",
+    "CheckResult",
+    "DEFAULT_ROOM_VERSION",
+    "DropReason",
+    "Event",
+    "KNOWN_ROOM_VERSIONS",
+    "MissingParentsError",
+    "RoomGraph",
+    "RoomVersion",
+    "SignatureError",
+    "SigningKey",
+    "VerifyKey",
+    "auth_chain_difference",
+    "canonical_json",
+    "check_canonical",
+    "check_event",
+    "content_hash",
+    "decode_base64",
+    "derive_server_key",
+    "encode_base64",
+    "encode_base64_urlsafe",
+    "event_id",
+    "get_room_version",
+    "redact",
+    "reference_hash",
+    "server_name_of",
+    "sign_event",
+    "sign_json",
+    "verify_json",
+]

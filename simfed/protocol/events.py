@@ -1,0 +1,218 @@
+"""The immutable, interned :class:`Event`.
+
+Many simulated servers hold the same event, so exactly one ``Event`` object
+exists per event ID (and form: an event kept in redacted form after a content
+hash mismatch is a separate object). Everything derived from the PDU is
+computed once, when the object is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import weakref
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .canonical import canonical_json, encode_base64
+from .crypto import SigningKey
+from .hashing import _content_hash_bytes, _event_id_from_signed_form, _sign_event, _signed_form_bytes
+from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
+
+__all__ = ["Event", "server_name_of"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def server_name_of(identifier: str) -> str:
+    """The server part of a user, room or legacy event ID (after the first ``:``)."""
+    _, sep, server = identifier.partition(":")
+    if not sep or not server:
+        raise ValueError(f"{identifier!r} has no server part")
+    return server
+
+
+_interned: "weakref.WeakValueDictionary[tuple[str, bool], Event]" = weakref.WeakValueDictionary()
+
+
+class Event:
+    """One room event (PDU), immutable and shared.
+
+    Build with :meth:`Event.from_pdu` (an existing PDU) or :meth:`Event.create`
+    (hash and sign a new one). ``content`` is a read-only view; treat nested
+    values as read-only too.
+    """
+
+    __slots__ = (
+        "event_id", "room_version", "room_id", "sender", "type", "state_key",
+        "content", "prev_events", "auth_events", "depth", "origin_server_ts",
+        "hashes", "signatures", "redacts", "membership", "sender_server",
+        "content_hash_ok", "_pdu", "_canonical", "__weakref__",
+    )
+
+    event_id: str
+    room_version: str
+    room_id: str
+    sender: str
+    type: str
+    state_key: str | None
+    content: Mapping[str, Any]
+    prev_events: tuple[str, ...]
+    auth_events: tuple[str, ...]
+    depth: int
+    origin_server_ts: int
+    hashes: Mapping[str, Any]
+    signatures: Mapping[str, Any]
+    redacts: str | None
+    membership: str | None
+    sender_server: str
+    content_hash_ok: bool
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Event is immutable (tried to set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Event is immutable (tried to delete {name!r})")
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_pdu(cls, pdu: dict, room_version: str = DEFAULT_ROOM_VERSION) -> "Event":
+        """The event for a federation-format PDU (with or without ``event_id``).
+
+        Raises ``ValueError`` when a required field is missing or has the wrong
+        type, or when an ``event_id`` in the PDU differs from the computed one.
+        Does not check signatures or auth rules: see :func:`check_event`.
+        """
+        rv = get_room_version(room_version)
+        given = pdu.get("event_id")
+        if given is not None:
+            pdu = {k: v for k, v in pdu.items() if k != "event_id"}
+        eid = _event_id_from_signed_form(_signed_form_bytes(pdu, rv))
+        if given is not None and given != eid:
+            raise ValueError(f"event_id {given!r} does not match the computed ID {eid}")
+        claimed = (pdu.get("hashes") or {}).get("sha256") if isinstance(pdu.get("hashes"), dict) else None
+        ok = claimed == encode_base64(_content_hash_bytes(pdu, check=False))
+        return cls._intern(pdu, rv.identifier, eid, ok)
+
+    @classmethod
+    def create(
+        cls,
+        fields: dict,
+        server_name: str,
+        key: SigningKey,
+        room_version: str = DEFAULT_ROOM_VERSION,
+    ) -> "Event":
+        """Hash and sign ``fields`` as ``server_name`` and return the new event."""
+        rv = get_room_version(room_version)
+        if "event_id" in fields:
+            fields = {k: v for k, v in fields.items() if k != "event_id"}
+        pdu, eid = _sign_event(fields, server_name, key, rv)
+        return cls._intern(pdu, rv.identifier, eid, True)
+
+    @classmethod
+    def _intern(cls, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> "Event":
+        k = (eid, content_hash_ok)
+        existing = _interned.get(k)
+        if existing is not None:
+            return existing
+        ev = object.__new__(cls)
+        ev._init(pdu, room_version, eid, content_hash_ok)
+        _interned[k] = ev
+        return ev
+
+    def _init(self, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> None:
+        s = object.__setattr__
+        try:
+            pdu = {k: v for k, v in pdu.items() if k not in ("event_id", "unsigned")}
+            content = pdu["content"]
+            if not isinstance(content, dict):
+                raise ValueError("content is not an object")
+            state_key = pdu.get("state_key")
+            if state_key is not None and not isinstance(state_key, str):
+                raise ValueError("state_key is not a string")
+            for f in ("room_id", "sender", "type"):
+                if not isinstance(pdu[f], str):
+                    raise ValueError(f"{f} is not a string")
+            for f in ("prev_events", "auth_events"):
+                if not isinstance(pdu[f], list) or not all(isinstance(x, str) for x in pdu[f]):
+                    raise ValueError(f"{f} is not a list of event IDs")
+            for f in ("depth", "origin_server_ts"):
+                if type(pdu[f]) is not int:
+                    raise ValueError(f"{f} is not an integer")
+            s(self, "room_id", pdu["room_id"])
+            s(self, "sender", pdu["sender"])
+            s(self, "type", pdu["type"])
+            s(self, "prev_events", tuple(pdu["prev_events"]))
+            s(self, "auth_events", tuple(pdu["auth_events"]))
+            s(self, "depth", pdu["depth"])
+            s(self, "origin_server_ts", pdu["origin_server_ts"])
+        except KeyError as e:
+            raise ValueError(f"missing required field {e.args[0]!r}") from None
+        s(self, "event_id", eid)
+        s(self, "room_version", room_version)
+        s(self, "state_key", state_key)
+        s(self, "content", MappingProxyType(content))
+        s(self, "hashes", MappingProxyType(pdu.get("hashes") or {}))
+        s(self, "signatures", MappingProxyType(pdu.get("signatures") or {}))
+        redacts = content.get("redacts") if room_version == "11" else pdu.get("redacts")
+        s(self, "redacts", redacts if isinstance(redacts, str) else None)
+        m = content.get("membership") if self.type == "m.room.member" else None
+        s(self, "membership", m if isinstance(m, str) else None)
+        s(self, "sender_server", self.sender.partition(":")[2])
+        s(self, "content_hash_ok", content_hash_ok)
+        s(self, "_pdu", pdu)
+        s(self, "_canonical", None)
+
+    # -- derived views ------------------------------------------------------
+
+    @property
+    def is_state(self) -> bool:
+        return self.state_key is not None
+
+    @property
+    def state_tuple(self) -> tuple[str, str] | None:
+        """``(type, state_key)`` for a state event, else ``None``."""
+        return None if self.state_key is None else (self.type, self.state_key)
+
+    @property
+    def canonical_bytes(self) -> bytes:
+        """Canonical JSON of the PDU as sent over federation (no ``unsigned``)."""
+        c = self._canonical
+        if c is None:
+            c = canonical_json(self._pdu, check=False)
+            object.__setattr__(self, "_canonical", c)
+        return c
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.canonical_bytes)
+
+    def pdu(self) -> dict:
+        """A fresh, mutable copy of the federation-format PDU (no ``event_id``)."""
+        return copy.deepcopy(self._pdu)
+
+    def pdu_with_id(self) -> dict:
+        """The PDU with its ``event_id`` added (client format, and for tools)."""
+        d = self.pdu()
+        d["event_id"] = self.event_id
+        return d
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A top-level PDU field by name (read-only)."""
+        return self._pdu.get(key, default)
+
+    def content_digest(self) -> bytes:
+        return hashlib.sha256(self.canonical_bytes).digest()
+
+    def __repr__(self) -> str:
+        sk = "" if self.state_key is None else f" state_key={self.state_key!r}"
+        return f"<Event {self.event_id} {self.type}{sk} sender={self.sender}>"
+
+    def __reduce__(self) -> tuple:
+        # Pickling (e.g. to worker processes) re-interns on the other side.
+        return (_unpickle_event, (self._pdu, self.room_version, self.event_id, self.content_hash_ok))
+
+
+def _unpickle_event(pdu: dict, room_version: str, eid: str, ok: bool) -> Event:
+    return Event._intern(pdu, room_version, eid, ok)
