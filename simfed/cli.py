@@ -1,12 +1,26 @@
-"""The ``simfed`` command line."""
+"""The ``simfed`` command line.
+
+Each command lives in its own module that defines ``add_parser(subparsers)``;
+the parser it adds sets ``func`` (taking the parsed args, returning an exit
+code). Modules are listed in ``COMMAND_MODULES`` and imported lazily, so
+``simfed --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
 
 from . import __version__
+
+#: Modules that contribute subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="simfed: a discrete-event simulator of Matrix federation.",
     )
     parser.add_argument("--version", action="version", version=f"simfed {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
@@ -25,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         print(f"simfed {__version__}")
         parser.print_help()
-        return 0
-    return 0
+        return EXIT_OK
+    return int(args.func(args) or EXIT_OK)
 
 
 if __name__ == "__main__":
