@@ -1,0 +1,1 @@
+"""SimPy runtime: network, transport, federation sender and the simulated homeserver."""
