@@ -1,0 +1,280 @@
+"""The simulated network: upload bandwidth, latency, loss, partitions, down servers.
+
+A message's life (``Network.send``):
+
+1. At send time ``t_sent``: a message from a down server is dropped
+   (``src_down``); a message that an active partition separates is dropped
+   (``partition``). Neither occupies the sender's link. The destination's
+   state is *not* looked at: the sender cannot know it.
+2. Serialization on the sender's upload link, a per-source FIFO: it starts
+   when the previous message from that source has finished
+   (``max(now, link_free_at)``) and lasts ``size_bytes * 8 / upload_bps``
+   seconds. Without an upload rate it takes no time.
+3. One-way latency from the latency model; ``arrival = end of serialization +
+   latency``.
+4. Loss is decided at send time (one call of the loss model). A lost message
+   is recorded at once with ``t_done`` = its would-be arrival time; no timer
+   is scheduled for it.
+5. At arrival: dropped if the destination is down (``dst_down``) or an active
+   partition now separates the pair (``partition``); otherwise recorded as
+   delivered and ``deliver(payload)`` is called. A server that goes down
+   after sending does not recall messages already on the wire.
+
+Each message that survives step 4 costs exactly one ``env.timeout`` with a
+callback; there is no process per message.
+
+The observer, if any, receives one record per message:
+``observer.message(t_sent, t_done, kind, src, dst, size_bytes, delivered, reason)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+import simpy
+
+from .latency import LatencyModel
+from .loss import LossModel, NoLoss
+
+__all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
+
+#: Reasons a message can be dropped, as reported to the observer.
+DROP_REASONS = ("loss", "partition", "src_down", "dst_down")
+
+
+class MessageObserver(Protocol):
+    """Receives one record per message sent through a ``Network``."""
+
+    def message(
+        self,
+        t_sent: float,
+        t_done: float,
+        kind: str,
+        src: str,
+        dst: str,
+        size_bytes: int,
+        delivered: bool,
+        reason: str | None,
+    ) -> None:
+        """Record a delivered (reason None) or dropped message."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Servers split into groups during ``[start_ms, end_ms)``.
+
+    Two-way (default): while active, a message between servers in different
+    groups is dropped. One-way: only a message from a server in group ``i``
+    to a server in group ``j`` with ``i < j`` is dropped; the reverse
+    direction flows (so ``groups=(("a",), ("b",))`` cuts a->b only). Servers
+    listed in no group are unaffected, and messages inside one group flow.
+    """
+
+    start_ms: float
+    end_ms: float
+    groups: tuple[tuple[str, ...], ...]
+    one_way: bool = False
+    _group_of: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.end_ms > self.start_ms:
+            raise ValueError(
+                f"Partition needs end_ms > start_ms, got start_ms={self.start_ms!r}, end_ms={self.end_ms!r}"
+            )
+        groups = tuple(tuple(g) for g in self.groups)
+        if len(groups) < 2:
+            raise ValueError(f"Partition needs at least two groups, got {len(groups)}")
+        group_of: dict[str, int] = {}
+        for i, group in enumerate(groups):
+            for server in group:
+                if server in group_of:
+                    raise ValueError(
+                        f"server {server!r} is in Partition groups {group_of[server]} and {i}; "
+                        "a server may be in at most one group"
+                    )
+                group_of[server] = i
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "_group_of", group_of)
+
+    @property
+    def servers(self) -> frozenset[str]:
+        """Every server named in some group."""
+        return frozenset(self._group_of)
+
+    def active(self, t: float) -> bool:
+        """True during ``[start_ms, end_ms)``."""
+        return self.start_ms <= t < self.end_ms
+
+    def separates(self, src: str, dst: str) -> bool:
+        """True if this partition (when active) drops a message src -> dst."""
+        g = self._group_of
+        i = g.get(src)
+        if i is None:
+            return False
+        j = g.get(dst)
+        if j is None or i == j:
+            return False
+        return i < j if self.one_way else True
+
+
+class Network:
+    """Point-to-point message delivery between named servers in simulated time.
+
+    Parameters
+    ----------
+    env: the SimPy environment (times in ms).
+    servers: every server name; all start up.
+    latency, loss: the models (see ``latency.py`` and ``loss.py``).
+    rng: the generator for latency and loss draws.
+    upload_bps: one upload rate in bit/s for every server, a mapping per
+        server (servers absent from it have unlimited upload), or None
+        (no serialization delay).
+    partitions: scheduled partitions; more can be added with ``add_partition``.
+    observer: gets one ``message(...)`` record per message.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        servers: Iterable[str],
+        *,
+        latency: LatencyModel,
+        loss: LossModel | None = None,
+        rng: np.random.Generator,
+        upload_bps: float | Mapping[str, float] | None = None,
+        partitions: Sequence[Partition] = (),
+        observer: MessageObserver | None = None,
+    ) -> None:
+        self.env = env
+        names = list(servers)
+        self._up: dict[str, bool] = dict.fromkeys(names, True)
+        if len(self._up) != len(names):
+            raise ValueError("Network servers must be unique")
+        self._latency = latency
+        self._loss = loss if loss is not None else NoLoss()
+        self._lossy = not isinstance(self._loss, NoLoss)
+        self._rng = rng
+        self._observer = observer
+        self._free_at: dict[str, float] = dict.fromkeys(names, 0.0)
+        self._ms_per_byte: dict[str, float] = dict.fromkeys(names, 0.0)
+        if upload_bps is not None:
+            rates = upload_bps if isinstance(upload_bps, Mapping) else dict.fromkeys(names, upload_bps)
+            for server, bps in rates.items():
+                if server not in self._up:
+                    raise ValueError(f"upload_bps names unknown server {server!r}")
+                if not bps > 0:
+                    raise ValueError(f"upload_bps for {server!r} must be > 0, got {bps!r}")
+                self._ms_per_byte[server] = 8000.0 / float(bps)
+        self._partitions: list[Partition] = []
+        for p in partitions:
+            self.add_partition(p)
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every server name, in construction order."""
+        return tuple(self._up)
+
+    @property
+    def partitions(self) -> tuple[Partition, ...]:
+        """The partitions known to the network (past, current and future)."""
+        return tuple(self._partitions)
+
+    def add_partition(self, partition: Partition) -> None:
+        """Add a partition; its groups may only name known servers."""
+        unknown = sorted(partition.servers - self._up.keys())
+        if unknown:
+            raise ValueError(f"Partition names unknown servers {unknown}")
+        self._partitions.append(partition)
+
+    def set_up(self, server: str, up: bool) -> None:
+        """Bring a server up or down. A down server neither sends nor receives."""
+        if server not in self._up:
+            raise ValueError(f"unknown server {server!r}")
+        self._up[server] = bool(up)
+
+    def is_up(self, server: str) -> bool:
+        """True if the server is up."""
+        return self._up[server]
+
+    def partitioned(self, src: str, dst: str, t: float | None = None) -> bool:
+        """True if some partition active at ``t`` (default: now) drops src -> dst."""
+        if t is None:
+            t = self.env.now
+        for p in self._partitions:
+            if p.start_ms <= t < p.end_ms and p.separates(src, dst):
+                return True
+        return False
+
+    def link_free_at(self, server: str) -> float:
+        """When the server's upload link finishes its queued transmissions."""
+        return self._free_at[server]
+
+    def send(
+        self,
+        src: str,
+        dst: str,
+        size_bytes: int,
+        payload: Any,
+        deliver: Callable[[Any], None],
+        *,
+        kind: str,
+    ) -> None:
+        """Send one message; ``deliver(payload)`` runs at arrival if it gets there.
+
+        See the module docstring for the exact order of decisions.
+        """
+        up = self._up
+        if src not in up or dst not in up:
+            raise ValueError(f"unknown server in send {src!r} -> {dst!r}")
+        if src == dst:
+            raise ValueError(f"a server does not send to itself over the network ({src!r})")
+        now = self.env.now
+        obs = self._observer
+        if not up[src]:
+            if obs is not None:
+                obs.message(now, now, kind, src, dst, size_bytes, False, "src_down")
+            return
+        if self._partitions and self.partitioned(src, dst, now):
+            if obs is not None:
+                obs.message(now, now, kind, src, dst, size_bytes, False, "partition")
+            return
+        start = self._free_at[src]
+        if start < now:
+            start = now
+        end = start + size_bytes * self._ms_per_byte[src]
+        self._free_at[src] = end
+        arrival = end + self._latency.sample(src, dst, self._rng)
+        if self._lossy and self._loss.drops(src, dst, self._rng):
+            if obs is not None:
+                obs.message(now, arrival, kind, src, dst, size_bytes, False, "loss")
+            return
+        ev = self.env.timeout(arrival - now)
+        ev.callbacks.append(
+            lambda _ev: self._arrive(now, kind, src, dst, size_bytes, payload, deliver)
+        )
+
+    def _arrive(
+        self,
+        t_sent: float,
+        kind: str,
+        src: str,
+        dst: str,
+        size_bytes: int,
+        payload: Any,
+        deliver: Callable[[Any], None],
+    ) -> None:
+        now = self.env.now
+        obs = self._observer
+        if not self._up[dst]:
+            reason: str | None = "dst_down"
+        elif self._partitions and self.partitioned(src, dst, now):
+            reason = "partition"
+        else:
+            reason = None
+        if obs is not None:
+            obs.message(t_sent, now, kind, src, dst, size_bytes, reason is None, reason)
+        if reason is None:
+            deliver(payload)

@@ -1,0 +1,279 @@
+"""Request/response over the simulated network, with Matrix error bodies.
+
+``Transport.request`` sends a request message to the destination's registered
+handler and returns a SimPy event that a process yields. Its value is always
+either a ``Response`` (any status; errors carry a standard Matrix error body)
+or a ``RequestFailed`` (``"timeout"``: no response within ``timeout_ms``,
+which covers loss, partitions and a destination that is down;
+``"connection"``: the requesting server itself is down). Both the request and
+the response cross the network, so each suffers bandwidth, latency, loss and
+partitions; the response's kind is the request's kind + ``"_response"``.
+
+Handlers are plain functions ``handler(origin, kind, body) -> Response``. A
+handler that needs simulated time (e.g. it fetches missing events before
+answering ``/send``, as Synapse does) may instead return a SimPy event (for
+instance ``env.process(...)``) whose value is the ``Response``; the response
+leaves when that event fires. Raising ``MatrixError`` (directly, or inside
+that event) answers with the error's status and body; any other exception is
+a bug and propagates.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import simpy
+
+from simfed.errors import SimfedError
+
+from .network import Network
+
+__all__ = [
+    "M_BAD_JSON",
+    "M_FORBIDDEN",
+    "M_LIMIT_EXCEEDED",
+    "M_NOT_FOUND",
+    "M_TOO_LARGE",
+    "M_UNAUTHORIZED",
+    "M_UNKNOWN",
+    "M_UNRECOGNIZED",
+    "ERROR_SIZE_BYTES",
+    "MatrixError",
+    "RateLimit",
+    "RequestFailed",
+    "Response",
+    "Transport",
+    "Handler",
+]
+
+M_NOT_FOUND = "M_NOT_FOUND"
+M_FORBIDDEN = "M_FORBIDDEN"
+M_LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
+M_UNKNOWN = "M_UNKNOWN"
+M_BAD_JSON = "M_BAD_JSON"
+M_TOO_LARGE = "M_TOO_LARGE"
+M_UNAUTHORIZED = "M_UNAUTHORIZED"
+M_UNRECOGNIZED = "M_UNRECOGNIZED"
+
+#: The usual HTTP status for each errcode (M_UNKNOWN: whatever the server says).
+DEFAULT_STATUS = {
+    M_NOT_FOUND: 404,
+    M_FORBIDDEN: 403,
+    M_LIMIT_EXCEEDED: 429,
+    M_UNKNOWN: 500,
+    M_BAD_JSON: 400,
+    M_TOO_LARGE: 413,
+    M_UNAUTHORIZED: 401,
+    M_UNRECOGNIZED: 404,
+}
+
+#: Bytes on the wire of an error response (headers + small JSON body).
+ERROR_SIZE_BYTES = 200
+
+
+class MatrixError(SimfedError):
+    """An error response: ``errcode``, human ``error`` text, HTTP status.
+
+    ``http_status`` defaults to the errcode's usual status (M_UNKNOWN: 500).
+    """
+
+    def __init__(
+        self,
+        errcode: str,
+        error: str,
+        http_status: int | None = None,
+        *,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(f"{http_status or DEFAULT_STATUS.get(errcode, 500)} {errcode}: {error}")
+        self.errcode = errcode
+        self.error = error
+        self.http_status = http_status if http_status is not None else DEFAULT_STATUS.get(errcode, 500)
+        self.retry_after_ms = retry_after_ms
+
+    def body(self) -> dict[str, Any]:
+        """The standard error body ``{"errcode", "error", "retry_after_ms"?}``."""
+        out: dict[str, Any] = {"errcode": self.errcode, "error": self.error}
+        if self.retry_after_ms is not None:
+            out["retry_after_ms"] = self.retry_after_ms
+        return out
+
+    def response(self, size_bytes: int = ERROR_SIZE_BYTES) -> Response:
+        """This error as a ``Response``."""
+        return Response(self.http_status, self.body(), size_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP-like response: status, body, and its size on the wire."""
+
+    status: int
+    body: Any
+    size_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    """No response: ``reason`` is ``"timeout"`` or ``"connection"``."""
+
+    reason: str
+    ok = False
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A sliding-window limit on requests a destination accepts.
+
+    Beyond ``max_requests`` requests in the last ``window_ms`` (counted per
+    origin when ``per_origin``, else over all origins), the destination
+    answers 429 ``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` = time until the
+    oldest counted request leaves the window; refused requests are not
+    counted. Kinds in ``exempt_kinds`` are never limited (Synapse exempts
+    ``/send`` from its federation rate limiter).
+    """
+
+    max_requests: int
+    window_ms: float = 1000.0
+    per_origin: bool = True
+    exempt_kinds: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.max_requests < 1 or not self.window_ms > 0:
+            raise ValueError(
+                f"RateLimit needs max_requests >= 1 and window_ms > 0, got {self.max_requests!r}, {self.window_ms!r}"
+            )
+        object.__setattr__(self, "exempt_kinds", frozenset(self.exempt_kinds))
+
+
+Handler = Callable[[str, str, Any], "Response | simpy.Event"]
+
+
+class _Call:
+    """One outstanding request; settles ``result`` once (reply or timeout)."""
+
+    __slots__ = ("src", "dst", "kind", "body", "result")
+
+    def __init__(self, src: str, dst: str, kind: str, body: Any, result: simpy.Event) -> None:
+        self.src = src
+        self.dst = dst
+        self.kind = kind
+        self.body = body
+        self.result = result
+
+    def settle(self, value: Response | RequestFailed) -> None:
+        if not self.result.triggered:
+            self.result.succeed(value)
+
+    def on_timeout(self, _event: simpy.Event) -> None:
+        self.settle(RequestFailed("timeout"))
+
+
+class Transport:
+    """Request/response between servers over a ``Network``.
+
+    ``rate_limits`` maps a destination to its ``RateLimit``; ``rate_limit``
+    applies to every destination not in that mapping. Both default to none.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        network: Network,
+        *,
+        rate_limit: RateLimit | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+    ) -> None:
+        self.env = env
+        self.network = network
+        self._handlers: dict[str, Handler] = {}
+        self._default_limit = rate_limit
+        self._limits = dict(rate_limits or {})
+        self._windows: dict[Any, deque[float]] = {}
+
+    def register(self, server: str, handler: Handler) -> None:
+        """Install the handler that answers requests addressed to ``server``."""
+        self._handlers[server] = handler
+
+    def request(
+        self,
+        src: str,
+        dst: str,
+        kind: str,
+        body: Any,
+        size_bytes: int,
+        *,
+        timeout_ms: float,
+    ) -> simpy.Event:
+        """Send a request; the returned event's value is a Response or RequestFailed.
+
+        The timeout runs from now; a response arriving after it is ignored
+        (the request still reached the destination and had its effects).
+        """
+        env = self.env
+        result = env.event()
+        call = _Call(src, dst, kind, body, result)
+        if not self.network.is_up(src):
+            self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind)
+            result.succeed(RequestFailed("connection"))
+            return result
+        self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind)
+        env.timeout(timeout_ms).callbacks.append(call.on_timeout)
+        return result
+
+    def _rate_limited(self, call: _Call) -> Response | None:
+        limit = self._limits.get(call.dst, self._default_limit)
+        if limit is None or call.kind in limit.exempt_kinds:
+            return None
+        key = (call.dst, call.src) if limit.per_origin else call.dst
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = deque()
+        now = self.env.now
+        horizon = now - limit.window_ms
+        while window and window[0] <= horizon:
+            window.popleft()
+        if len(window) >= limit.max_requests:
+            retry_after = max(1, int(-(-(window[0] + limit.window_ms - now) // 1)))
+            err = MatrixError(M_LIMIT_EXCEEDED, "Too many requests", 429, retry_after_ms=retry_after)
+            return err.response()
+        window.append(now)
+        return None
+
+    def _on_request(self, call: _Call) -> None:
+        limited = self._rate_limited(call)
+        if limited is not None:
+            self._respond(call, limited)
+            return
+        handler = self._handlers.get(call.dst)
+        if handler is None:
+            self._respond(call, MatrixError(M_UNRECOGNIZED, f"{call.dst} serves no {call.kind}").response())
+            return
+        try:
+            out = handler(call.src, call.kind, call.body)
+        except MatrixError as err:
+            out = err.response()
+        if isinstance(out, simpy.Event):
+            out.callbacks.append(lambda ev: self._on_deferred(call, ev))
+        else:
+            self._respond(call, out)
+
+    def _on_deferred(self, call: _Call, event: simpy.Event) -> None:
+        if event.ok:
+            self._respond(call, event.value)
+        elif isinstance(event.value, MatrixError):
+            event.defused = True
+            self._respond(call, event.value.response())
+
+    def _respond(self, call: _Call, response: Response) -> None:
+        if not isinstance(response, Response):
+            raise TypeError(f"handler for {call.kind!r} at {call.dst} returned {type(response).__name__}, not Response")
+        self.network.send(
+            call.dst, call.src, response.size_bytes, response, call.settle, kind=call.kind + "_response"
+        )
