@@ -5,6 +5,7 @@ testable on its own. This package must never import simpy, pandas or
 matplotlib (a test checks).
 """
 
+from .auth import AuthResult, auth_events_for, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex, auth_chain_difference
 from .canonical import (
     CanonicalJSONError,
@@ -20,9 +21,25 @@ from .dag import MissingParentsError, RoomGraph
 from .events import Event, server_name_of
 from .hashing import content_hash, event_id, reference_hash, sign_event
 from .redaction import redact
+from .room import Decision, RoomInputError, RoomResult, RoomState, causal_order, process_room
 from .roomversions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion, get_room_version
+from .stateres import available_algorithms, register, resolve_state
 
 __all__ = [
+    "AuthResult",
+    "Decision",
+    "RoomInputError",
+    "RoomResult",
+    "RoomState",
+    "auth_events_for",
+    "auth_types_for_event",
+    "available_algorithms",
+    "causal_order",
+    "check_auth",
+    "check_auth_events_sanity",
+    "process_room",
+    "register",
+    "resolve_state",
     "AuthChainIndex",
     "CanonicalJSONError",
     "CheckResult",

@@ -1,0 +1,485 @@
+"""Authorisation rules for room versions 10 and 11 (protocol.md §2).
+
+Two entry points, split as real servers split them:
+
+- :func:`check_auth_events_sanity`: rule 2, about the event's *own*
+  ``auth_events`` (duplicates, unexpected keys, rejected or foreign events,
+  no create event);
+- :func:`check_auth`: rule 1 for create events, then the state-dependent
+  rules 3-10 against an *auth state* (a map ``(type, state_key) → Event``).
+
+Both return an :class:`AuthResult` with the rule that decided and a reason a
+person can read; nothing here raises for a bad event.
+
+``compat="synapse"`` selects the reference homeserver's behaviour where it
+departs from the spec (protocol.md §8): no join_rules event means
+``invite`` (item 8); the ``m.federate`` check also applies to a membership
+event's target (item 6); the authoriser's signature is required only for
+joins (item 7); an invited user may knock, as Synapse allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .events import Event
+from .roomversions import RoomVersion, get_room_version
+
+__all__ = [
+    "AuthResult",
+    "COMPAT_MODES",
+    "StateKey",
+    "auth_events_for",
+    "auth_types_for_event",
+    "check_auth",
+    "check_auth_events_sanity",
+    "get_named_level",
+    "get_send_level",
+    "get_user_level",
+]
+
+StateKey = tuple[str, str]
+COMPAT_MODES = ("spec", "synapse")
+
+CREATE = "m.room.create"
+MEMBER = "m.room.member"
+POWER_LEVELS = "m.room.power_levels"
+JOIN_RULES = "m.room.join_rules"
+THIRD_PARTY_INVITE = "m.room.third_party_invite"
+
+CREATE_KEY: StateKey = (CREATE, "")
+PL_KEY: StateKey = (POWER_LEVELS, "")
+JR_KEY: StateKey = (JOIN_RULES, "")
+
+#: Room versions a create event may name (rule 1.3): the versions Matrix
+#: defines, as the reference homeserver knows them.
+KNOWN_VERSION_IDS = frozenset(str(i) for i in range(1, 13))
+
+_LEVEL_NAMES = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """``allowed`` plus the rule that decided (e.g. ``"4.3.7"``) and why."""
+
+    allowed: bool
+    rule: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _accept(rule: str, reason: str = "allowed") -> AuthResult:
+    return AuthResult(True, rule, reason)
+
+
+def _reject(rule: str, reason: str) -> AuthResult:
+    return AuthResult(False, rule, reason)
+
+
+def _check_compat(compat: str) -> None:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"compat={compat!r}: choose one of {COMPAT_MODES}")
+
+
+# -- auth events selection (§2.2) --------------------------------------------
+
+
+def auth_types_for_event(event_type: str, state_key: str | None, sender: str, content: Mapping[str, Any]) -> list[StateKey]:
+    """The ``(type, state_key)`` keys a new event's auth events come from."""
+    if event_type == CREATE:
+        return []
+    keys: list[StateKey] = [CREATE_KEY, PL_KEY, (MEMBER, sender)]
+    if event_type == MEMBER and state_key is not None:
+        if (MEMBER, state_key) not in keys:
+            keys.append((MEMBER, state_key))
+        membership = content.get("membership")
+        if membership in ("join", "invite", "knock"):
+            keys.append(JR_KEY)
+        if membership == "invite":
+            tpi = content.get("third_party_invite")
+            if isinstance(tpi, Mapping):
+                signed = tpi.get("signed")
+                token = signed.get("token") if isinstance(signed, Mapping) else None
+                if isinstance(token, str):
+                    keys.append((THIRD_PARTY_INVITE, token))
+        if membership == "join":
+            via = content.get("join_authorised_via_users_server")
+            if isinstance(via, str) and (MEMBER, via) not in keys:
+                keys.append((MEMBER, via))
+    return keys
+
+
+def auth_events_for(
+    event_type: str,
+    state_key: str | None,
+    sender: str,
+    content: Mapping[str, Any],
+    state: Mapping[StateKey, str],
+) -> list[str]:
+    """Auth event IDs for a new event, chosen from ``state`` (the state before it)."""
+    out = []
+    for k in auth_types_for_event(event_type, state_key, sender, content):
+        eid = state.get(k)
+        if eid is not None and eid not in out:
+            out.append(eid)
+    return out
+
+
+# -- levels (§2.1) -----------------------------------------------------------
+
+
+def _int(v: Any, default: int) -> int:
+    if type(v) is int:
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return default
+    return default
+
+
+def _creator(create: Event | None, rv: RoomVersion) -> str | None:
+    if create is None:
+        return None
+    if rv.creator_is_sender:
+        return create.sender
+    c = create.content.get("creator")
+    return c if isinstance(c, str) else None
+
+
+def get_user_level(user_id: str, auth_state: Mapping[StateKey, Event], rv: RoomVersion) -> int:
+    pl = auth_state.get(PL_KEY)
+    if pl is not None:
+        users = pl.content.get("users")
+        if isinstance(users, Mapping) and user_id in users:
+            return _int(users[user_id], 0)
+        return _int(pl.content.get("users_default", 0), 0)
+    return 100 if _creator(auth_state.get(CREATE_KEY), rv) == user_id else 0
+
+
+def get_named_level(auth_state: Mapping[StateKey, Event], name: str, default: int) -> int:
+    pl = auth_state.get(PL_KEY)
+    if pl is None:
+        return default
+    return _int(pl.content.get(name, default), default)
+
+
+def get_send_level(event_type: str, state_key: str | None, pl: Event | None) -> int:
+    content: Mapping[str, Any] = pl.content if pl is not None else {}
+    events = content.get("events")
+    if isinstance(events, Mapping) and event_type in events:
+        return _int(events[event_type], 0)
+    if state_key is not None:
+        return _int(content.get("state_default", 50), 50)
+    return _int(content.get("events_default", 0), 0)
+
+
+def _membership_of(auth_state: Mapping[StateKey, Event], user_id: str) -> str | None:
+    ev = auth_state.get((MEMBER, user_id))
+    return None if ev is None else ev.membership
+
+
+# -- rule 2 --------------------------------------------------------------------
+
+
+def check_auth_events_sanity(
+    event: Event,
+    auth_events: Iterable[Event | None],
+    rejected: Iterable[str] | Mapping[str, Any] = (),
+) -> AuthResult:
+    """Rule 2: the event's own auth events are plausible.
+
+    ``auth_events`` are the events ``event.auth_events`` names (``None`` for
+    one not held: the caller decides whether absence drops the event).
+    """
+    if event.type == CREATE:
+        return _accept("1", "create event")
+    rejected_set = rejected if isinstance(rejected, (set, frozenset, Mapping)) else set(rejected)
+    expected = set(auth_types_for_event(event.type, event.state_key, event.sender, event.content))
+    seen: set[StateKey] = set()
+    has_create = False
+    for a in auth_events:
+        if a is None:
+            return _reject("2", "an auth event is not known")
+        k = (a.type, a.state_key if a.state_key is not None else "")
+        if a.state_key is None:
+            return _reject("2.2", f"auth event {a.event_id} is not a state event")
+        if k in seen:
+            return _reject("2.1", f"two auth events for {k}")
+        seen.add(k)
+        if k not in expected:
+            return _reject("2.2", f"auth event {a.event_id} for {k} is not one this event may cite")
+        if a.event_id in rejected_set:
+            return _reject("2.3", f"auth event {a.event_id} was rejected")
+        if a.room_id != event.room_id:
+            return _reject("2.5", f"auth event {a.event_id} is in another room ({a.room_id})")
+        if k == CREATE_KEY:
+            has_create = True
+    if not has_create:
+        return _reject("2.4", "no m.room.create among the auth events")
+    return _accept("2", "auth events are sane")
+
+
+# -- rules 1, 3-10 -------------------------------------------------------------
+
+
+def _check_create(event: Event, rv: RoomVersion) -> AuthResult:
+    if event.prev_events:
+        return _reject("1.1", "a create event must have no prev_events")
+    if event.room_id.partition(":")[2] != event.sender_server:
+        return _reject("1.2", f"room {event.room_id} is not on the sender's server {event.sender_server}")
+    version = event.content.get("room_version", "1")
+    if version not in KNOWN_VERSION_IDS:
+        return _reject("1.3", f"unknown room version {version!r}")
+    if not rv.creator_is_sender and "creator" not in event.content:
+        return _reject("1.4", "create event has no content.creator")
+    return _accept("1.4" if not rv.creator_is_sender else "1", "room created")
+
+
+def check_auth(
+    event: Event,
+    auth_state: Mapping[StateKey, Event],
+    room_version: str | RoomVersion = "11",
+    *,
+    compat: str = "spec",
+) -> AuthResult:
+    """Rule 1 (create), then rules 3-10 against ``auth_state``."""
+    rv = get_room_version(room_version)
+    if event.type == CREATE:
+        return _check_create(event, rv)
+    create = auth_state.get(CREATE_KEY)
+    if create is None:
+        return _reject("2.4", "no m.room.create in the auth state")
+    if create.content.get("m.federate", True) is False:
+        creator_server = create.sender_server
+        if event.sender_server != creator_server:
+            return _reject("3", "the room is not federated (m.federate is false)")
+        if compat == "synapse" and event.type == MEMBER and event.state_key is not None:
+            if event.state_key.partition(":")[2] != creator_server:
+                return _reject("3", "the room is not federated and the target is remote")
+    if event.type == MEMBER:
+        return _check_membership(event, auth_state, rv, compat)
+    if _membership_of(auth_state, event.sender) != "join":
+        return _reject("5", f"{event.sender} is not joined to the room")
+    user_level = get_user_level(event.sender, auth_state, rv)
+    if event.type == THIRD_PARTY_INVITE:
+        invite_level = get_named_level(auth_state, "invite", 0)
+        if user_level >= invite_level:
+            return _accept("6")
+        return _reject("6", f"sender level {user_level} < invite level {invite_level}")
+    send_level = get_send_level(event.type, event.state_key, auth_state.get(PL_KEY))
+    if send_level > user_level:
+        return _reject("7", f"sending {event.type} needs level {send_level}; {event.sender} has {user_level}")
+    if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
+        return _reject("8", f"state_key {event.state_key!r} names another user")
+    if event.type == POWER_LEVELS:
+        return _check_power_levels(event, auth_state, user_level, rv)
+    return _accept("10")
+
+
+def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
+    target = event.state_key
+    membership = event.content.get("membership")
+    if target is None or "membership" not in event.content:
+        return _reject("4.1", "membership event without state_key or content.membership")
+    via = event.content.get("join_authorised_via_users_server")
+    if via is not None and (compat == "spec" or membership == "join"):
+        via_server = via.partition(":")[2] if isinstance(via, str) else ""
+        if not via_server or not event.signatures.get(via_server):
+            return _reject("4.2", f"not signed by the authorising server of {via!r}")
+    sender = event.sender
+    sender_m = _membership_of(auth_state, sender)
+    target_m = _membership_of(auth_state, target)
+    jr_event = auth_state.get(JR_KEY)
+    if jr_event is not None:
+        join_rule = jr_event.content.get("join_rule")
+    else:
+        join_rule = "invite" if compat == "synapse" else None
+
+    if membership == "join":
+        create = auth_state.get(CREATE_KEY)
+        if (
+            create is not None
+            and len(event.prev_events) == 1
+            and event.prev_events[0] == create.event_id
+            and target == _creator(create, rv)
+        ):
+            return _accept("4.3.1", "the creator's first join")
+        if sender != target:
+            return _reject("4.3.2", "cannot make another user join")
+        if sender_m == "ban":
+            return _reject("4.3.3", f"{sender} is banned")
+        if join_rule in ("invite", "knock"):
+            if sender_m in ("invite", "join"):
+                return _accept("4.3.4")
+            return _reject("4.3.4", f"join rule is {join_rule} and {sender} is not invited")
+        if join_rule in ("restricted", "knock_restricted"):
+            if sender_m in ("invite", "join"):
+                return _accept("4.3.5")
+            if not isinstance(via, str):
+                return _reject("4.3.5", "restricted join without join_authorised_via_users_server")
+            if _membership_of(auth_state, via) != "join":
+                return _reject("4.3.5", f"authorising user {via} is not joined")
+            if get_user_level(via, auth_state, rv) < get_named_level(auth_state, "invite", 0):
+                return _reject("4.3.5", f"authorising user {via} may not invite")
+            return _accept("4.3.5", "restricted join authorised")
+        if join_rule == "public":
+            return _accept("4.3.6")
+        return _reject("4.3.7", f"join rule {join_rule!r} does not allow joining")
+
+    if membership == "invite":
+        tpi = event.content.get("third_party_invite")
+        if tpi is not None:
+            return _check_third_party_invite(event, tpi, target_m, auth_state)
+        if sender_m != "join":
+            return _reject("4.4.2", f"{sender} is not joined")
+        if target_m in ("join", "ban"):
+            return _reject("4.4.3", f"{target} is {'already joined' if target_m == 'join' else 'banned'}")
+        user_level = get_user_level(sender, auth_state, rv)
+        invite_level = get_named_level(auth_state, "invite", 0)
+        if user_level >= invite_level:
+            return _accept("4.4.4")
+        return _reject("4.4.4", f"sender level {user_level} < invite level {invite_level}")
+
+    if membership == "leave":
+        if sender == target:
+            if sender_m in ("invite", "join", "knock"):
+                return _accept("4.5.1")
+            return _reject("4.5.1", f"{sender} cannot leave from membership {sender_m!r}")
+        if sender_m != "join":
+            return _reject("4.5.2", f"{sender} is not joined")
+        user_level = get_user_level(sender, auth_state, rv)
+        if target_m == "ban" and user_level < get_named_level(auth_state, "ban", 50):
+            return _reject("4.5.3", f"{sender} may not unban")
+        kick_level = get_named_level(auth_state, "kick", 50)
+        target_level = get_user_level(target, auth_state, rv)
+        if user_level >= kick_level and target_level < user_level:
+            return _accept("4.5.4")
+        return _reject("4.5.5", f"{sender} (level {user_level}) may not kick {target} (level {target_level}, kick {kick_level})")
+
+    if membership == "ban":
+        if sender_m != "join":
+            return _reject("4.6", f"{sender} is not joined")
+        user_level = get_user_level(sender, auth_state, rv)
+        ban_level = get_named_level(auth_state, "ban", 50)
+        target_level = get_user_level(target, auth_state, rv)
+        if user_level >= ban_level and target_level < user_level:
+            return _accept("4.6")
+        return _reject("4.6", f"{sender} (level {user_level}) may not ban {target} (level {target_level}, ban {ban_level})")
+
+    if membership == "knock":
+        if join_rule not in ("knock", "knock_restricted"):
+            return _reject("4.7.1", f"join rule {join_rule!r} does not allow knocking")
+        if sender != target:
+            return _reject("4.7.2", "cannot knock on behalf of another user")
+        refused = ("ban", "join") if compat == "synapse" else ("ban", "invite", "join")
+        if sender_m not in refused:
+            return _accept("4.7.3")
+        return _reject("4.7.3", f"{sender} cannot knock from membership {sender_m!r}")
+
+    return _reject("4.8", f"unknown membership {membership!r}")
+
+
+def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth_state: Mapping[StateKey, Event]) -> AuthResult:
+    from .canonical import canonical_json, decode_base64
+    from .crypto import VerifyKey
+
+    if target_m == "ban":
+        return _reject("4.4.1", "target is banned")
+    signed = tpi.get("signed") if isinstance(tpi, Mapping) else None
+    if not isinstance(signed, Mapping):
+        return _reject("4.4.1", "third_party_invite has no signed object")
+    mxid, token = signed.get("mxid"), signed.get("token")
+    if not isinstance(mxid, str) or not isinstance(token, str):
+        return _reject("4.4.1", "third_party_invite.signed lacks mxid or token")
+    if mxid != event.state_key:
+        return _reject("4.4.1", "third_party_invite mxid does not match state_key")
+    tp_event = auth_state.get((THIRD_PARTY_INVITE, token))
+    if tp_event is None:
+        return _reject("4.4.1", f"no m.room.third_party_invite for token {token!r}")
+    if tp_event.sender != event.sender:
+        return _reject("4.4.1", "third-party invite was made by another user")
+    keys = []
+    if isinstance(tp_event.content.get("public_key"), str):
+        keys.append(tp_event.content["public_key"])
+    for pk in tp_event.content.get("public_keys") or ():
+        if isinstance(pk, Mapping) and isinstance(pk.get("public_key"), str):
+            keys.append(pk["public_key"])
+    sigs = signed.get("signatures")
+    if not isinstance(sigs, Mapping):
+        return _reject("4.4.1", "third_party_invite.signed has no signatures")
+    try:
+        message = canonical_json({k: v for k, v in signed.items() if k not in ("signatures", "unsigned")})
+    except ValueError:
+        return _reject("4.4.1", "third_party_invite.signed is not canonical JSON")
+    for server_sigs in sigs.values():
+        if not isinstance(server_sigs, Mapping):
+            continue
+        for sig in server_sigs.values():
+            for pk in keys:
+                try:
+                    if VerifyKey(pk).verify(message, decode_base64(sig)):
+                        return _accept("4.4.1", "valid third-party invite")
+                except ValueError:
+                    continue
+    return _reject("4.4.1", "no valid signature on the third-party invite")
+
+
+def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
+    new = event.content
+    for name in _LEVEL_NAMES:
+        if name in new and type(new[name]) is not int:
+            return _reject("9.1", f"{name} must be an integer, got {new[name]!r}")
+    for name in ("events", "notifications"):
+        if name in new:
+            v = new[name]
+            if not isinstance(v, Mapping) or not all(type(x) is int for x in v.values()):
+                return _reject("9.2", f"{name} must be an object of integers")
+    users = new.get("users", {})
+    if not isinstance(users, Mapping):
+        return _reject("9.3", "users must be an object")
+    for uid, level in users.items():
+        if not (isinstance(uid, str) and uid.startswith("@") and ":" in uid):
+            return _reject("9.3", f"{uid!r} is not a valid user ID")
+        if type(level) is not int:
+            return _reject("9.3", f"level of {uid} must be an integer, got {level!r}")
+    old_event = auth_state.get(PL_KEY)
+    if old_event is None:
+        return _accept("9.4", "first power levels event")
+    old = old_event.content
+    L = user_level
+    for name in _LEVEL_NAMES:
+        o, n = old.get(name), new.get(name)
+        if o == n and (name in old) == (name in new):
+            continue
+        if o is not None and _int(o, 0) > L:
+            return _reject("9.5", f"{name}: old value {o} exceeds the sender's level {L}")
+        if n is not None and n > L:
+            return _reject("9.5", f"{name}: new value {n} exceeds the sender's level {L}")
+    for section in ("events", "notifications"):
+        o_map = old.get(section) if isinstance(old.get(section), Mapping) else {}
+        n_map = new.get(section) if isinstance(new.get(section), Mapping) else {}
+        for k in set(o_map) | set(n_map):
+            o, n = o_map.get(k), n_map.get(k)
+            if k in o_map and k in n_map and _int(o, 0) == n:
+                continue
+            if k in o_map and _int(o, 0) > L:
+                return _reject("9.6", f"{section}.{k}: old value {o} exceeds the sender's level {L}")
+            if k in n_map and n > L:
+                return _reject("9.7", f"{section}.{k}: new value {n} exceeds the sender's level {L}")
+    o_users = old.get("users") if isinstance(old.get("users"), Mapping) else {}
+    for uid in set(o_users) | set(users):
+        o, n = o_users.get(uid), users.get(uid)
+        if uid in o_users and uid in users and _int(o, 0) == n:
+            continue
+        if uid in o_users and uid != event.sender and _int(o, 0) >= L:
+            return _reject("9.8", f"users.{uid}: cannot change a level ({o}) at or above the sender's ({L})")
+        if uid in o_users and _int(o, 0) > L:
+            return _reject("9.8", f"users.{uid}: old value {o} exceeds the sender's level {L}")
+        if uid in users and n > L:
+            return _reject("9.9", f"users.{uid}: new value {n} exceeds the sender's level {L}")
+    return _accept("9.10")

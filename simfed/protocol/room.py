@@ -1,0 +1,382 @@
+"""Room state as one server holds it: statuses, state before/after each
+event, forward extremities and current state (protocol.md §3.1, §4).
+
+:class:`RoomState` is the decision core a homeserver drives (sans-I/O): it is
+handed events whose parents and auth events it already holds and answers
+with a :class:`Decision`. :func:`process_room` runs a whole room's events
+through it offline (``simfed resolve`` uses it).
+
+Memoised by content: the state after an event depends only on its
+ancestry, which its ID pins, so it is computed once per event; a resolution
+of the same prev set is computed once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
+from .dag import RoomGraph
+from .events import Event
+from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
+from .stateres import get_resolver, resolve_state
+
+__all__ = ["Decision", "RoomResult", "RoomState", "StateMapT", "process_room"]
+
+StateMapT = Mapping[StateKey, str]
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+SOFT_FAILED = "soft_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a server decided about one event.
+
+    ``outcome``: ``accepted``, ``rejected`` or ``soft_failed``; ``stage``:
+    which check decided (``auth_events``, ``state_before``, ``current_state``);
+    ``rule``: the auth rule; ``reason``: a sentence.
+    """
+
+    outcome: str
+    stage: str | None = None
+    rule: str | None = None
+    reason: str | None = None
+
+    @property
+    def code(self) -> str:
+        """A short, countable reason: ``stage:rule`` (``""`` when accepted)."""
+        return "" if self.outcome == ACCEPTED else f"{self.stage}:{self.rule}"
+
+
+_OK = Decision(ACCEPTED)
+
+
+class _Lookup(MappingABC):
+    """DAG members and outliers of a graph as one read-only mapping."""
+
+    __slots__ = ("_a", "_b")
+
+    def __init__(self, graph: RoomGraph) -> None:
+        self._a = graph.events
+        self._b = graph.outliers
+
+    def __getitem__(self, k: str) -> Event:
+        ev = self._a.get(k)
+        if ev is None:
+            return self._b[k]
+        return ev
+
+    def get(self, k, default=None):
+        ev = self._a.get(k)
+        return ev if ev is not None else self._b.get(k, default)
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._a or k in self._b
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._a
+        yield from self._b
+
+    def __len__(self) -> int:
+        return len(self._a) + len(self._b)
+
+
+class RoomState:
+    """One server's view of one room.
+
+    ``add(event)`` requires the event's prev_events to be DAG members (use
+    ``graph.missing_parents``) and its auth events to be held (DAG members or
+    outliers; use :meth:`missing_auth_events`).
+    """
+
+    def __init__(
+        self,
+        room_version: str = DEFAULT_ROOM_VERSION,
+        *,
+        algorithm: str = "v2",
+        compat: str = "spec",
+        room_id: str | None = None,
+    ) -> None:
+        self.room_version = get_room_version(room_version)
+        get_resolver(algorithm)  # fail early on an unknown name
+        self.algorithm = algorithm
+        self.compat = compat
+        self.graph = RoomGraph(room_id)
+        self.events = _Lookup(self.graph)
+        self.status: dict[str, Decision] = {}
+        self._after: dict[str, dict[StateKey, str]] = {}
+        self._before_memo: dict[frozenset[str], dict[StateKey, str]] = {}
+        self.forward_extremities: set[str] = set()
+        self._current: dict[StateKey, str] | None = {}
+        self.rejected: dict[str, str] = {}
+        self.resolutions = 0
+        self.auth_checks = 0
+
+    # -- lookups --------------------------------------------------------------
+
+    def missing_auth_events(self, event: Event) -> list[str]:
+        ev = self.events
+        return [a for a in event.auth_events if a not in ev]
+
+    def has_state_after(self, event_id: str) -> bool:
+        return event_id in self._after
+
+    def state_after(self, event_id: str) -> dict[StateKey, str]:
+        """The state after a DAG member (rejected events leave it unchanged)."""
+        return self._after[event_id]
+
+    def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
+        self.resolutions += 1
+        return resolve_state(
+            self.algorithm, state_sets, self.events, self.room_version,
+            compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
+        )
+
+    def state_before(self, event: Event) -> dict[StateKey, str]:
+        """Resolution of the states after the event's prev_events."""
+        prevs = event.prev_events
+        if not prevs:
+            return {}
+        if len(prevs) == 1:
+            return self._after[prevs[0]]
+        key = frozenset(prevs)
+        hit = self._before_memo.get(key)
+        if hit is None:
+            sets = [self._after[p] for p in sorted(key)]
+            hit = self._before_memo[key] = self.resolve(sets)
+        return hit
+
+    def current_state(self) -> dict[StateKey, str]:
+        """Resolution of the states after the forward extremities."""
+        if self._current is None:
+            fwd = sorted(self.forward_extremities)
+            if not fwd:
+                self._current = {}
+            elif len(fwd) == 1:
+                self._current = self._after[fwd[0]]
+            else:
+                key = frozenset(fwd)
+                hit = self._before_memo.get(key)
+                if hit is None:
+                    hit = self._before_memo[key] = self.resolve([self._after[f] for f in fwd])
+                self._current = hit
+        return self._current
+
+    def _auth_state_from(self, event: Event, state: StateMapT) -> dict[StateKey, Event]:
+        out: dict[StateKey, Event] = {}
+        evs = self.events
+        for k in auth_types_for_event(event.type, event.state_key, event.sender, event.content):
+            eid = state.get(k)
+            if eid is not None and eid not in self.rejected:
+                ev = evs.get(eid)
+                if ev is not None:
+                    out[k] = ev
+        return out
+
+    # -- decisions ------------------------------------------------------------
+
+    def authorise(self, event: Event, before: StateMapT | None = None) -> Decision:
+        """Checks 4 and 5 of protocol.md §4.1: against the event's own auth
+        events, then against the state before it."""
+        rv = self.room_version
+        evs = self.events
+        own = [evs.get(a) for a in event.auth_events]
+        self.auth_checks += 1
+        sanity = check_auth_events_sanity(event, own, self.rejected)
+        if not sanity.allowed:
+            return Decision(REJECTED, "auth_events", sanity.rule, sanity.reason)
+        own_state = {(a.type, a.state_key): a for a in own if a is not None}
+        res = check_auth(event, own_state, rv, compat=self.compat)
+        if not res.allowed:
+            return Decision(REJECTED, "auth_events", res.rule, res.reason)
+        if event.type == "m.room.create":
+            return _OK
+        if before is None:
+            before = self.state_before(event)
+        calc = self._auth_state_from(event, before)
+        if {k: v.event_id for k, v in calc.items()} != {k: v.event_id for k, v in own_state.items()}:
+            self.auth_checks += 1
+            res = check_auth(event, calc, rv, compat=self.compat)
+            if not res.allowed:
+                return Decision(REJECTED, "state_before", res.rule, res.reason)
+        return _OK
+
+    def soft_fail_check(self, event: Event) -> Decision:
+        """Check 6: against the current state (soft-fail on failure)."""
+        self.auth_checks += 1
+        res = check_auth(event, self._auth_state_from(event, self.current_state()), self.room_version, compat=self.compat)
+        if res.allowed:
+            return _OK
+        return Decision(SOFT_FAILED, "current_state", res.rule, res.reason)
+
+    def add(
+        self,
+        event: Event,
+        *,
+        before: StateMapT | None = None,
+        soft_fail: bool = True,
+        backfilled: bool = False,
+    ) -> Decision:
+        """Authorise, store and apply an event whose parents and auth events
+        are held. ``before`` supplies the state before it (after a state
+        fetch across a gap); ``soft_fail`` runs check 6 (skipped for
+        backfilled events, which also never move forward extremities)."""
+        eid = event.event_id
+        prior = self.status.get(eid)
+        if prior is not None:
+            return prior
+        if before is None and event.prev_events:
+            before = self.state_before(event)
+        elif before is None:
+            before = {}
+        decision = self.authorise(event, before)
+        if decision.outcome == ACCEPTED and soft_fail and not backfilled and event.type != "m.room.create":
+            if set(event.prev_events) != self.forward_extremities:
+                decision = self.soft_fail_check(event)
+        self._store(event, decision, before, backfilled)
+        return decision
+
+    def _store(self, event: Event, decision: Decision, before: StateMapT, backfilled: bool) -> None:
+        eid = event.event_id
+        self.graph.add(event)
+        self.status[eid] = decision
+        if decision.outcome == REJECTED:
+            self.rejected[eid] = decision.code
+            self._after[eid] = before if isinstance(before, dict) else dict(before)
+            return
+        if event.state_key is not None:
+            after = dict(before)
+            after[(event.type, event.state_key)] = eid
+        else:
+            after = before if isinstance(before, dict) else dict(before)
+        self._after[eid] = after
+        if decision.outcome == ACCEPTED and not backfilled:
+            self._advance_extremities(event)
+
+    def _advance_extremities(self, event: Event) -> None:
+        fwd = self.forward_extremities
+        stack = list(event.prev_events)
+        seen: set[str] = set()
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            fwd.discard(p)
+            st = self.status.get(p)
+            if st is not None and st.outcome != ACCEPTED:
+                ev = self.graph.get(p)
+                if ev is not None:
+                    stack.extend(ev.prev_events)
+        fwd.add(event.event_id)
+        self._current = None
+
+    def add_outlier(self, event: Event) -> None:
+        """Hold an event known only as an auth/state event."""
+        self.graph.add_outlier(event)
+
+    def set_forward_extremities(self, event_ids: Iterable[str]) -> None:
+        self.forward_extremities = set(event_ids)
+        self._current = None
+
+
+# -- offline processing ---------------------------------------------------------
+
+
+@dataclass
+class RoomResult:
+    """The outcome of :func:`process_room`."""
+
+    room: RoomState
+    order: list[str]
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        return {e: f"{d.code}: {d.reason}" for e, d in self.room.status.items() if d.outcome == REJECTED}
+
+    @property
+    def forward_extremities(self) -> list[str]:
+        return sorted(self.room.forward_extremities)
+
+    def state_before(self, event_id: str) -> dict[StateKey, str]:
+        return dict(self.room.state_before(self.room.graph[event_id]))
+
+    def state_after(self, event_id: str) -> dict[StateKey, str]:
+        return dict(self.room.state_after(event_id))
+
+    def resolve_at(self, event_ids: Iterable[str]) -> dict[StateKey, str]:
+        ids = sorted(set(event_ids))
+        if not ids:
+            return {}
+        return self.room.resolve([self.room.state_after(e) for e in ids])
+
+    def current_state(self) -> dict[StateKey, str]:
+        return dict(self.room.current_state())
+
+
+class RoomInputError(ValueError):
+    """The events do not form a processable room (missing ancestor, cycle, ...)."""
+
+    def __init__(self, message: str, event_id: str | None = None) -> None:
+        self.event_id = event_id
+        super().__init__(message)
+
+
+def causal_order(events: Mapping[str, Event]) -> list[str]:
+    """Every event after its prev_events and auth_events; ties by (depth, ID)."""
+    indeg: dict[str, int] = {}
+    succ: dict[str, list[str]] = {e: [] for e in events}
+    for eid, ev in events.items():
+        parents = set(ev.prev_events) | set(ev.auth_events)
+        for p in parents:
+            if p not in events:
+                kind = "prev_event" if p in ev.prev_events else "auth_event"
+                raise RoomInputError(f"event {eid} ({ev.type}) names {kind} {p}, which is not in the input", eid)
+            succ[p].append(eid)
+        indeg[eid] = len(parents)
+    heap = [(events[e].depth, e) for e, d in indeg.items() if d == 0]
+    heapq.heapify(heap)
+    out: list[str] = []
+    while heap:
+        _, e = heapq.heappop(heap)
+        out.append(e)
+        for s in succ[e]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                heapq.heappush(heap, (events[s].depth, s))
+    if len(out) != len(events):
+        stuck = sorted(e for e, d in indeg.items() if d > 0)
+        raise RoomInputError(f"the events form a cycle (or depend on one): {stuck[0]} and {len(stuck) - 1} more", stuck[0])
+    return out
+
+
+def process_room(
+    events: Iterable[Event],
+    room_version: str = DEFAULT_ROOM_VERSION,
+    *,
+    algorithm: str = "v2",
+    compat: str = "spec",
+) -> RoomResult:
+    """Authorise every event of one room in causal order and compute the
+    state before and after each (no soft-failing: there is no "now" offline)."""
+    by_id: dict[str, Event] = {}
+    room_id = None
+    for ev in events:
+        if room_id is None:
+            room_id = ev.room_id
+        elif ev.room_id != room_id:
+            raise RoomInputError(f"event {ev.event_id} is in room {ev.room_id}, not {room_id}", ev.event_id)
+        by_id[ev.event_id] = ev
+    order = causal_order(by_id)
+    room = RoomState(room_version, algorithm=algorithm, compat=compat, room_id=room_id)
+    for eid in order:
+        ev = by_id[eid]
+        if not ev.prev_events and ev.type != "m.room.create":
+            raise RoomInputError(f"event {eid} ({ev.type}) has no prev_events but is not a create event", eid)
+        room.add(ev, soft_fail=False)
+    return RoomResult(room, order)

@@ -1,0 +1,228 @@
+"""State resolution v2 (room versions 2-11; protocol.md §3.2).
+
+Theory of operation. Unconflicted entries are kept. The *full conflicted set*
+F is the conflicted candidates plus the auth chain difference. Power events
+in F (power levels, join rules, kicks and bans), with the F-events in their
+auth chains, are replayed first in reverse topological power order, each
+authorised against the state built so far; the remaining events of F follow
+in mainline order (by the power levels they were based on), and finally the
+unconflicted entries are put back.
+
+Where the reference homeserver reads the spec differently the context's
+``compat`` decides (protocol.md §8):
+
+============================  =======================  ===========================
+switch                        ``spec`` (default)       ``synapse``
+============================  =======================  ===========================
+auth difference (item 4)      chains exclude the sets' chains include the sets'
+                              own events               own events
+power ordering graph (14)     whole auth graph: a      auth edges only between
+                              before b whenever a is   events of F; power events
+                              in b's auth chain        reach their F-ancestors
+                                                       only through F
+previously rejected (item 5)  considered again         skipped
+============================  =======================  ===========================
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Container, Iterable, Mapping, Sequence
+
+from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
+from ..authchain import auth_chain_difference
+from ..events import Event
+from . import ResolutionContext, StateMap, register, separate
+
+__all__ = ["resolve_v2"]
+
+_POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
+
+
+def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
+    if ev.state_key is None:
+        return False
+    if ev.type in _POWER_TYPES and ev.state_key == "":
+        return True
+    if include_create and ev.type == "m.room.create" and ev.state_key == "":
+        return True
+    if ev.type == "m.room.member" and ev.membership in ("leave", "ban") and ev.sender != ev.state_key:
+        return True
+    return False
+
+
+def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
+    pl = create = None
+    for aid in ev.auth_events:
+        a = events.get(aid)
+        if a is None:
+            continue
+        if a.type == "m.room.power_levels" and a.state_key == "":
+            pl = a
+            break
+        if a.type == "m.room.create" and a.state_key == "" and create is None:
+            create = a
+    if pl is None:
+        return 100 if create is not None and _creator(create, ctx.room_version) == ev.sender else 0
+    users = pl.content.get("users")
+    level = users.get(ev.sender) if isinstance(users, Mapping) else None
+    if level is None:
+        level = pl.content.get("users_default", 0)
+    try:
+        return int(level)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list[str]:
+    """Kahn's algorithm: an event comes after everything in ``preds[event]``;
+    among ready events the smallest ``key`` first."""
+    nodes = list(nodes)
+    remaining = {n: len(preds[n]) for n in nodes}
+    succs: dict[str, list[str]] = {n: [] for n in nodes}
+    for n in nodes:
+        for p in preds[n]:
+            succs[p].append(n)
+    heap = [(key(n), n) for n in nodes if remaining[n] == 0]
+    heapq.heapify(heap)
+    out: list[str] = []
+    while heap:
+        _, n = heapq.heappop(heap)
+        out.append(n)
+        for s in succs[n]:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                heapq.heappush(heap, (key(s), s))
+    if len(out) != len(nodes):
+        raise ValueError("the auth graph of the conflicted events has a cycle")
+    return out
+
+
+def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext) -> list[str]:
+    preds: dict[str, set[str]] = {}
+    if ctx.compat == "synapse":
+        stack = list(power)
+        while stack:
+            eid = stack.pop()
+            if eid in preds:
+                continue
+            ps: set[str] = set()
+            for a in events[eid].auth_events:
+                if a in full:
+                    ps.add(a)
+                    if a not in preds:
+                        stack.append(a)
+            preds[eid] = ps
+    else:
+        chains = ctx.auth_chains
+        assert chains is not None
+        nodes = set(power)
+        for p in power:
+            nodes |= chains.chain(p) & full
+        for n in nodes:
+            preds[n] = chains.chain(n) & nodes
+    levels = {n: _sender_level(events[n], events, ctx) for n in preds}
+    return _topo_sort(preds, preds, lambda n: (-levels[n], events[n].origin_server_ts, n))
+
+
+def iterative_auth_checks(
+    order: Sequence[str],
+    base: Mapping[StateKey, str],
+    events: Mapping[str, Event],
+    ctx: ResolutionContext,
+) -> dict[StateKey, str]:
+    """Replay ``order`` on top of ``base``, keeping each event that passes
+    the auth rules against its auth events overlaid with the state so far."""
+    resolved = dict(base)
+    rejected: Container[str] = ctx.rejected
+    rv = ctx.room_version
+    skip_rejected = ctx.compat == "synapse"
+    n_checks = 0
+    for eid in order:
+        ev = events[eid]
+        if skip_rejected and eid in rejected:
+            continue
+        auth: dict[StateKey, Event] = {}
+        for aid in ev.auth_events:
+            a = events.get(aid)
+            if a is not None and aid not in rejected and a.state_key is not None:
+                auth[(a.type, a.state_key)] = a
+        for k in auth_types_for_event(ev.type, ev.state_key, ev.sender, ev.content):
+            cur = resolved.get(k)
+            if cur is not None and cur not in rejected:
+                cur_ev = events.get(cur)
+                if cur_ev is not None:
+                    auth[k] = cur_ev
+        n_checks += 1
+        if check_auth(ev, auth, rv, compat=ctx.compat).allowed:
+            resolved[(ev.type, ev.state_key)] = eid
+    ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
+    return resolved
+
+
+def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
+    for aid in ev.auth_events:
+        a = events.get(aid)
+        if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
+            return a
+    return None
+
+
+def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, Event]) -> list[str]:
+    mainline: list[str] = []
+    cur = events.get(pl_id) if pl_id is not None else None
+    while cur is not None:
+        mainline.append(cur.event_id)
+        cur = _pl_parent(cur, events)
+    # Oldest power levels get 1; "no power levels on the mainline" gets 0.
+    position = {eid: len(mainline) - i for i, eid in enumerate(mainline)}
+    memo: dict[str, int] = {}
+
+    def depth(ev: Event) -> int:
+        seen: list[str] = []
+        tmp: Event | None = ev
+        result = 0
+        while tmp is not None:
+            hit = position.get(tmp.event_id)
+            if hit is None:
+                hit = memo.get(tmp.event_id)
+            if hit is not None:
+                result = hit
+                break
+            seen.append(tmp.event_id)
+            tmp = _pl_parent(tmp, events)
+        for s in seen:
+            memo[s] = result
+        return result
+
+    ids = list(ids)
+    keys = {e: (depth(events[e]), events[e].origin_server_ts, e) for e in ids}
+    ids.sort(key=keys.__getitem__)
+    return ids
+
+
+@register("v2")
+def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx: ResolutionContext) -> dict:
+    unconflicted, conflicted = separate(state_sets)
+    if not conflicted:
+        return unconflicted
+    chains = ctx.auth_chains
+    assert chains is not None
+    diff = auth_chain_difference(
+        [s.values() for s in state_sets], chains, include_state_events=ctx.compat == "synapse"
+    )
+    full: set[str] = set(diff)
+    for cands in conflicted.values():
+        full |= cands
+    full = {e for e in full if e in events}
+    synapse = ctx.compat == "synapse"
+    power = [e for e in full if is_power_event(events[e], include_create=synapse)]
+    power_sorted = _power_order(power, full, events, ctx)
+    resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
+    done = set(power_sorted)
+    rest = _mainline_order((e for e in full if e not in done), resolved.get(PL_KEY), events)
+    resolved = iterative_auth_checks(rest, resolved, events, ctx)
+    resolved.update(unconflicted)
+    ctx.stats["conflicted"] = len(conflicted)
+    ctx.stats["full_conflicted"] = len(full)
+    return resolved
