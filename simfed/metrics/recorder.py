@@ -1,0 +1,364 @@
+"""The recorder the simulator pushes facts into, and the tidy tables it builds.
+
+Theory of operation
+-------------------
+Servers *push* facts (an event was created, an event reached an outcome at a
+server, a message was sent, a state was sampled, ...); nothing polls. Each
+fact is appended to per-column Python lists (about 1 µs per row); the pandas
+DataFrames are built once, by :meth:`Recorder.tables`, with every string
+column stored as a categorical. All times are simulated milliseconds (floats).
+
+The recorder only observes: it never calls back into the simulator and never
+mutates what it is given (a state mapping is copied the first time its hash
+is seen, so later mutation by the caller cannot change the record).
+
+Tables (long format, one row per observation, each with ``run_id``):
+
+``events``       run_id, event_id, room_id, server (creator), sender, type,
+                 is_state, created_at, depth, n_prev
+``deliveries``   run_id, event_id, room_id, server, outcome, t, via, reason
+                 -- one row per (event, server, outcome); the first report of
+                 a given (event, server, outcome) wins, later duplicates are
+                 counted in :attr:`Recorder.duplicate_outcomes`.
+``state``        run_id, t, server, room_id, up, extremities, state_hash,
+                 state_size, backlog
+``traffic``      run_id, t_sent, t_done, kind, src, dst, size_bytes,
+                 delivered, reason
+
+Auxiliary tables, needed by the convergence and divergence measures:
+
+``membership``     run_id, t, server, room_id, joined
+``perturbations``  run_id, t, kind, detail
+``servers``        run_id, server, honest, region
+``state_entries``  run_id, state_hash, type, state_key, event_id -- each
+                   distinct state once, keyed by its hash (only for samples
+                   that passed a ``state`` mapping).
+
+Parquet: every table round-trips through pyarrow; categoricals come back as
+categoricals (pyarrow stores them as dictionary columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "Recorder",
+    "OUTCOMES",
+    "HELD_OUTCOMES",
+    "VIAS",
+    "TABLE_COLUMNS",
+    "build_frame",
+    "states_from_tables",
+]
+
+#: Outcomes an event can reach at a server.
+OUTCOMES = ("accepted", "rejected", "soft_failed", "dropped")
+#: Outcomes after which the server has persisted the event (it "holds" it).
+HELD_OUTCOMES = ("accepted", "soft_failed", "rejected")
+#: How an event reached a server.
+VIAS = (
+    "created",
+    "push",
+    "get_missing_events",
+    "state_fetch",
+    "backfill",
+    "send_join",
+    "event",
+)
+
+# Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
+# "b" bool).  The order is the table's column order.
+TABLE_COLUMNS: dict[str, dict[str, str]] = {
+    "events": {
+        "run_id": "cat",
+        "event_id": "cat",
+        "room_id": "cat",
+        "server": "cat",
+        "sender": "cat",
+        "type": "cat",
+        "is_state": "b",
+        "created_at": "f",
+        "depth": "i",
+        "n_prev": "i",
+    },
+    "deliveries": {
+        "run_id": "cat",
+        "event_id": "cat",
+        "room_id": "cat",
+        "server": "cat",
+        "outcome": "cat",
+        "t": "f",
+        "via": "cat",
+        "reason": "cat",
+    },
+    "state": {
+        "run_id": "cat",
+        "t": "f",
+        "server": "cat",
+        "room_id": "cat",
+        "up": "b",
+        "extremities": "i",
+        "state_hash": "cat",
+        "state_size": "i",
+        "backlog": "i",
+    },
+    "traffic": {
+        "run_id": "cat",
+        "t_sent": "f",
+        "t_done": "f",
+        "kind": "cat",
+        "src": "cat",
+        "dst": "cat",
+        "size_bytes": "i",
+        "delivered": "b",
+        "reason": "cat",
+    },
+    "membership": {
+        "run_id": "cat",
+        "t": "f",
+        "server": "cat",
+        "room_id": "cat",
+        "joined": "b",
+    },
+    "perturbations": {
+        "run_id": "cat",
+        "t": "f",
+        "kind": "cat",
+        "detail": "cat",
+    },
+    "servers": {
+        "run_id": "cat",
+        "server": "cat",
+        "honest": "b",
+        "region": "cat",
+    },
+    "state_entries": {
+        "run_id": "cat",
+        "state_hash": "cat",
+        "type": "cat",
+        "state_key": "cat",
+        "event_id": "cat",
+    },
+}
+
+
+def _column(values: list, kind: str, n: int) -> pd.Series | pd.Categorical:
+    if kind == "cat":
+        cat = pd.Categorical([None if v is None else str(v) for v in values])
+        if len(cat.categories) == 0:
+            # Empty (or all-missing) column: give it string categories so a
+            # Parquet round trip keeps it categorical.
+            cat = pd.Categorical([None] * n, categories=pd.Index([], dtype="str"))
+        return cat
+    if kind == "f":
+        return pd.Series(values, dtype="float64")
+    if kind == "i":
+        return pd.Series(values, dtype="int64")
+    if kind == "b":
+        return pd.Series(values, dtype="bool")
+    raise AssertionError(kind)
+
+
+def build_frame(name: str, cols: Mapping[str, list]) -> pd.DataFrame:
+    """Build table ``name`` from per-column lists, with its canonical dtypes."""
+    spec = TABLE_COLUMNS[name]
+    n = len(next(iter(cols.values()))) if cols else 0
+    return pd.DataFrame(
+        {c: _column(cols[c], kind, n) for c, kind in spec.items()}
+    )
+
+
+class Recorder:
+    """Collects facts pushed by simulated servers; builds tidy tables at the end.
+
+    Life: created once per run, handed to every server; servers call the
+    ``event_created`` / ``event_outcome`` / ``message`` / ``state_sample`` /
+    ``membership`` / ``perturbation`` / ``server_info`` methods as things
+    happen; the runner calls :meth:`tables` once at the end (it may be called
+    again; each call builds fresh frames from the same lists).
+    """
+
+    def __init__(self, run_id: str = "run") -> None:
+        self.run_id = str(run_id)
+        self._cols: dict[str, dict[str, list]] = {
+            name: {c: [] for c in spec if c != "run_id"}
+            for name, spec in TABLE_COLUMNS.items()
+        }
+        self._seen_outcomes: set[tuple[str, str, str]] = set()
+        #: Number of (event, server, outcome) reports ignored as repeats.
+        self.duplicate_outcomes = 0
+        #: Each distinct state, keyed by its hash: {(type, state_key): event_id}.
+        self.states: dict[str, dict[tuple[str, str], str]] = {}
+
+    # -- facts ---------------------------------------------------------
+    def event_created(
+        self,
+        t: float,
+        server: str,
+        event_id: str,
+        room_id: str,
+        type: str,  # noqa: A002 - the Matrix field name
+        is_state: bool,
+        depth: int,
+        n_prev: int,
+        sender: str,
+    ) -> None:
+        c = self._cols["events"]
+        c["event_id"].append(event_id)
+        c["room_id"].append(room_id)
+        c["server"].append(server)
+        c["sender"].append(sender)
+        c["type"].append(type)
+        c["is_state"].append(bool(is_state))
+        c["created_at"].append(float(t))
+        c["depth"].append(int(depth))
+        c["n_prev"].append(int(n_prev))
+
+    def event_outcome(
+        self,
+        t: float,
+        server: str,
+        event_id: str,
+        room_id: str,
+        outcome: str,
+        via: str,
+        reason: str | None = None,
+    ) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(
+                f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
+            )
+        key = (event_id, server, outcome)
+        if key in self._seen_outcomes:
+            self.duplicate_outcomes += 1
+            return
+        self._seen_outcomes.add(key)
+        c = self._cols["deliveries"]
+        c["event_id"].append(event_id)
+        c["room_id"].append(room_id)
+        c["server"].append(server)
+        c["outcome"].append(outcome)
+        c["t"].append(float(t))
+        c["via"].append(via)
+        c["reason"].append(None if reason is None else str(reason))
+
+    def message(
+        self,
+        t_sent: float,
+        t_done: float,
+        kind: str,
+        src: str,
+        dst: str,
+        size_bytes: int,
+        delivered: bool,
+        reason: str | None = None,
+    ) -> None:
+        c = self._cols["traffic"]
+        c["t_sent"].append(float(t_sent))
+        c["t_done"].append(float(t_done))
+        c["kind"].append(kind)
+        c["src"].append(src)
+        c["dst"].append(dst)
+        c["size_bytes"].append(int(size_bytes))
+        c["delivered"].append(bool(delivered))
+        c["reason"].append(None if reason is None else str(reason))
+
+    def state_sample(
+        self,
+        t: float,
+        server: str,
+        room_id: str,
+        up: bool,
+        extremities: int,
+        state_hash: str,
+        state_size: int,
+        backlog: int,
+        state: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
+        c = self._cols["state"]
+        c["t"].append(float(t))
+        c["server"].append(server)
+        c["room_id"].append(room_id)
+        c["up"].append(bool(up))
+        c["extremities"].append(int(extremities))
+        c["state_hash"].append(state_hash)
+        c["state_size"].append(int(state_size))
+        c["backlog"].append(int(backlog))
+        if state is not None and state_hash not in self.states:
+            # Copied once per distinct hash: later mutation can't alter it.
+            self.states[state_hash] = dict(state)
+
+    def membership(self, t: float, server: str, room_id: str, joined: bool) -> None:
+        c = self._cols["membership"]
+        c["t"].append(float(t))
+        c["server"].append(server)
+        c["room_id"].append(room_id)
+        c["joined"].append(bool(joined))
+
+    def perturbation(self, t: float, kind: str, detail: str = "") -> None:
+        c = self._cols["perturbations"]
+        c["t"].append(float(t))
+        c["kind"].append(kind)
+        c["detail"].append(str(detail))
+
+    def server_info(self, server: str, honest: bool, region: str | None) -> None:
+        c = self._cols["servers"]
+        c["server"].append(server)
+        c["honest"].append(bool(honest))
+        c["region"].append(region)
+
+    # -- results -------------------------------------------------------
+    def _state_entry_cols(self) -> dict[str, list]:
+        h: list = []
+        ty: list = []
+        sk: list = []
+        ev: list = []
+        for state_hash, mapping in self.states.items():
+            for (etype, skey), eid in mapping.items():
+                h.append(state_hash)
+                ty.append(etype)
+                sk.append(skey)
+                ev.append(eid)
+        return {"state_hash": h, "type": ty, "state_key": sk, "event_id": ev}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Build every table (see the module docstring) as a DataFrame."""
+        out: dict[str, pd.DataFrame] = {}
+        for name in TABLE_COLUMNS:
+            cols = (
+                self._state_entry_cols()
+                if name == "state_entries"
+                else self._cols[name]
+            )
+            n = len(next(iter(cols.values())))
+            cols = {"run_id": [self.run_id] * n, **cols}
+            out[name] = build_frame(name, cols)
+        return out
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(
+            f"{name}={len(next(iter(cols.values())))}"
+            for name, cols in self._cols.items()
+        )
+        return f"Recorder(run_id={self.run_id!r}, {sizes})"
+
+
+def states_from_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, dict[tuple[str, str], str]]:
+    """Rebuild ``{state_hash: {(type, state_key): event_id}}`` from ``state_entries``."""
+    df = tables.get("state_entries")
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    if df is None or df.empty:
+        return out
+    for h, ty, sk, ev in zip(
+        df["state_hash"].astype(object),
+        df["type"].astype(object),
+        df["state_key"].astype(object),
+        df["event_id"].astype(object),
+    ):
+        out.setdefault(str(h), {})[(str(ty), str(sk))] = str(ev)
+    return out
+

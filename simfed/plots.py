@@ -1,0 +1,259 @@
+"""Figures of one run, from the recorder's tables.
+
+Every function returns a matplotlib ``Figure`` (Agg backend, no display
+needed) and saves it as PNG when ``path`` is given. matplotlib is imported
+lazily, so importing :mod:`simfed` never pulls it in. Times on the axes are
+simulated seconds (the tables hold simulated milliseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfed.metrics.convergence import delivery_latency, event_convergence
+from simfed.metrics.divergence import divergence, divergence_across_rooms
+from simfed.metrics.traffic import traffic_by_kind
+
+__all__ = [
+    "plot_convergence_cdf",
+    "plot_divergence",
+    "plot_extremities",
+    "plot_traffic",
+    "save_all",
+]
+
+Tables = Mapping[str, pd.DataFrame]
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _new(title: str, figsize=(7.0, 4.0)):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    ax.set_title(title)
+    return fig, ax
+
+
+def _finish(fig, path: str | Path | None):
+    if path is not None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=120)
+    return fig
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center",
+            transform=ax.transAxes)
+
+
+def _mark_perturbations(ax, tables: Tables) -> None:
+    p = tables.get("perturbations")
+    if p is None or p.empty:
+        return
+    seen: set[str] = set()
+    for t, kind in zip(p["t"].to_numpy(dtype=float), p["kind"].astype(object)):
+        label = None if kind in seen else f"{kind}"
+        seen.add(kind)
+        ax.axvline(t / 1000.0, color="grey", linestyle=":", linewidth=0.8)
+        if label is not None:
+            ax.annotate(label, (t / 1000.0, 1.0), xycoords=("data", "axes fraction"),
+                        rotation=90, va="top", ha="right", fontsize=7, color="grey")
+
+
+def _ecdf(ax, values_ms: np.ndarray, label: str) -> None:
+    v = np.sort(values_ms[~np.isnan(values_ms)]) / 1000.0
+    if v.size == 0:
+        return
+    y = np.arange(1, v.size + 1) / v.size
+    ax.step(v, y, where="post", label=f"{label} (n={v.size})")
+
+
+def plot_convergence_cdf(
+    tables: Tables,
+    *,
+    honest: Iterable[str] | None = None,
+    end_t: float | None = None,
+    path: str | Path | None = None,
+):
+    """ECDF of event convergence time (honest-created events) and delivery latency."""
+    fig, ax = _new("Event convergence")
+    conv = event_convergence(tables, honest, end_t)
+    conv = conv[conv["honest_creator"]]
+    lat = delivery_latency(tables, end_t=end_t)
+    c = conv["convergence_ms"].to_numpy(dtype=float)
+    la = lat["latency_ms"].to_numpy(dtype=float)
+    if np.isnan(c).all() and la.size == 0:
+        _empty(ax, "deliveries")
+    _ecdf(ax, c, "event convergence (all expected servers)")
+    _ecdf(ax, la, "delivery latency (per server)")
+    n_lost = int(conv["lost"].sum())
+    ax.set_xlabel("time after creation (simulated s)")
+    ax.set_ylabel("fraction of events / deliveries")
+    ax.set_ylim(0, 1.02)
+    if n_lost:
+        ax.text(0.98, 0.02, f"{n_lost} event(s) lost (not in CDF)", ha="right",
+                va="bottom", transform=ax.transAxes, fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right" if not n_lost else "center right")
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def _div_frame(data: Any, honest, end_t) -> tuple[pd.DataFrame, Tables | None]:
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    return divergence(data, honest=honest, end_t=end_t), data
+
+
+def plot_divergence(
+    data: Tables | pd.DataFrame,
+    *,
+    honest: Iterable[str] | None = None,
+    end_t: float | None = None,
+    path: str | Path | None = None,
+):
+    """Distinct states and largest pairwise state difference over time.
+
+    ``data`` is the tables dict or a precomputed ``divergence`` frame.
+    """
+    div, tables = _div_frame(data, honest, end_t)
+    fig, ax = _new("State divergence among up honest servers")
+    if div.empty:
+        _empty(ax, "state samples")
+        return _finish(fig, path)
+    agg = divergence_across_rooms(div)
+    t = agg["t"].to_numpy() / 1000.0
+    ax.step(t, agg["n_distinct_states"], where="post", color="C0",
+            label="distinct states (max over rooms)")
+    ax.set_ylabel("distinct states", color="C0")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    handles, labels = ax.get_legend_handles_labels()
+    if agg["max_state_diff"].notna().any():
+        ax2 = ax.twinx()
+        ax2.step(t, agg["max_state_diff"], where="post", color="C3",
+                 label="largest pairwise difference")
+        ax2.set_ylabel("state entries differing (type, state_key)", color="C3")
+        ax2.set_ylim(bottom=0)
+        ax2.yaxis.get_major_locator().set_params(integer=True)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if tables is not None:
+        _mark_perturbations(ax, tables)
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_extremities(
+    data: Tables | pd.DataFrame,
+    *,
+    honest: Iterable[str] | None = None,
+    end_t: float | None = None,
+    path: str | Path | None = None,
+):
+    """Forward extremities (mean, max) and missing-event backlog over time."""
+    div, tables = _div_frame(data, honest, end_t)
+    fig, ax = _new("Forward extremities and backlog (up honest servers)")
+    if div.empty:
+        _empty(ax, "state samples")
+        return _finish(fig, path)
+    agg = divergence_across_rooms(div)
+    t = agg["t"].to_numpy() / 1000.0
+    ax.step(t, agg["mean_extremities"], where="post", label="mean extremities")
+    ax.step(t, agg["max_extremities"], where="post", label="max extremities")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("forward extremities per server")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.step(t, agg["backlog"], where="post", color="C2", linestyle="--",
+             label="missing-event backlog (total)")
+    ax2.set_ylabel("missing events (total)", color="C2")
+    ax2.set_ylim(bottom=0)
+    if tables is not None:
+        _mark_perturbations(ax, tables)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncols=3, fontsize=8)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_traffic(tables: Tables, *, path: str | Path | None = None):
+    """Messages and bytes by kind, delivered vs dropped (stacked bars)."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.5), layout="constrained")
+    fig.suptitle("Traffic by message kind")
+    tk = traffic_by_kind(tables)
+    if tk.empty:
+        _empty(ax1, "messages")
+        _empty(ax2, "messages")
+        return _finish(fig, path)
+    kinds = list(tk.index)
+    y = np.arange(len(kinds))
+    for ax, (ok, bad), unit, scale in (
+        (ax1, ("delivered", "dropped"), "messages", 1.0),
+        (ax2, ("delivered_bytes", "dropped_bytes"), "kB", 1000.0),
+    ):
+        d = tk[ok].to_numpy() / scale
+        x = tk[bad].to_numpy() / scale
+        ax.barh(y, d, color="C0", label="delivered")
+        ax.barh(y, x, left=d, color="C3", label="dropped")
+        ax.set_yticks(y, kinds, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{unit} sent")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower right")
+    ax1.set_title("messages")
+    ax2.set_title("bytes")
+    return _finish(fig, path)
+
+
+def save_all(
+    tables: Tables,
+    out_dir: str | Path,
+    *,
+    honest: Iterable[str] | None = None,
+    end_t: float | None = None,
+) -> list[Path]:
+    """Write every figure as PNG into ``out_dir``; return the paths written."""
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    div = divergence(tables, honest=honest, end_t=end_t)
+    jobs = [
+        ("convergence_cdf.png",
+         lambda p: plot_convergence_cdf(tables, honest=honest, end_t=end_t, path=p)),
+        ("divergence.png", lambda p: _with_marks(plot_divergence, div, tables, p)),
+        ("extremities.png", lambda p: _with_marks(plot_extremities, div, tables, p)),
+        ("traffic.png", lambda p: plot_traffic(tables, path=p)),
+    ]
+    paths: list[Path] = []
+    for name, job in jobs:
+        p = out / name
+        fig = job(p)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def _with_marks(fn, div: pd.DataFrame, tables: Tables, path: Path):
+    fig = fn(div)
+    if not div.empty:
+        _mark_perturbations(fig.axes[0], tables)
+    return _finish(fig, path)
