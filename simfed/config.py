@@ -159,11 +159,11 @@ def _ser_bandwidth(value: float, info: SerializationInfo) -> Any:
     return format_bandwidth(value) if _human(info) else value
 
 
-_DURATION_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)(\s*(\d+(\.\d*)?|\.\d+)?\s*(d|h|m|s|ms|us))*\s*$"
+_DURATION_PATTERN = r"^\s*((\d+(\.\d*)?|\.\d+)\s*(ms|us|d|h|m|s)\s*)+$|^\s*(\d+(\.\d*)?|\.\d+)\s*$"
 
 
 def _duration_schema(minimum: str, signed: bool = False) -> dict[str, Any]:
-    pattern = _DURATION_PATTERN.replace(r"^\s*", r"^\s*-?") if signed else _DURATION_PATTERN
+    pattern = _DURATION_PATTERN.replace(r"^\s*", r"^\s*-?\s*") if signed else _DURATION_PATTERN
     number: dict[str, Any] = {"type": "number"}
     if not signed:
         number[minimum] = 0
@@ -240,6 +240,11 @@ class _Model(BaseModel):
         validate_by_alias=True,
         use_attribute_docstrings=True,
     )
+
+    def __hash__(self) -> int:
+        # Frozen, so hashable; dict-valued fields (regions, bandwidth_per_server)
+        # defeat pydantic's field-tuple hash, so hash the canonical JSON instead.
+        return hash((type(self).__qualname__, self.model_dump_json()))
 
     @classmethod
     def toml_keys(cls) -> list[str]:

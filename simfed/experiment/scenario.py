@@ -446,6 +446,9 @@ def json_schema() -> dict[str, Any]:
             ],
             **_meta(network["latency"]),
         }
+    simulation = defs.get("SimulationConfig", {}).get("properties", {})
+    if "state_resolution" in simulation:
+        simulation["state_resolution"]["enum"] = list(config.available_state_resolutions())
     servers = defs.get("ServersConfig", {}).get("properties", {})
     if "clock_skew" in servers:
         servers["clock_skew"] = {

@@ -434,3 +434,22 @@ def test_cli_schema(cli):
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_scenarios_are_valid(path):
     load_scenario(path)
+
+
+@pytest.mark.parametrize(("text", "ok"), [("6m30s", True), ("1h2m3.5s", True), ("250", True), ("7d", True), ("6x", False), ("m", False), ("", False)])
+def test_schema_duration_pattern_agrees_with_the_parser(text, ok):
+    import re
+
+    pattern = json_schema()["$defs"]["SimulationConfig"]["properties"]["duration"]["anyOf"][1]["pattern"]
+    assert bool(re.search(pattern, text)) is ok
+
+
+def test_schema_lists_the_algorithms():
+    prop = json_schema()["$defs"]["SimulationConfig"]["properties"]["state_resolution"]
+    assert "v2" in prop["enum"]
+
+
+def test_scenarios_are_hashable_even_with_mappings():
+    data = {"servers": {"count": 2, "regions": {"hs0": "EU", "hs1": "NA"}}, "network": {"bandwidth_per_server": {"hs0": 1e6}}}
+    assert hash(load_scenario(data)) == hash(load_scenario(data))
+    assert len({load_scenario(data), load_scenario({})}) == 2
