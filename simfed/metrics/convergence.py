@@ -157,7 +157,8 @@ def _final_join_since(tables: Tables, honest: set[str], end_t: float) -> pd.Data
         df = tables.get(name)
         if df is None or df.empty:
             continue
-        for room, server in zip(_strs(df["room_id"]), _strs(df["server"])):
+        pairs = df[["room_id", "server"]].drop_duplicates()
+        for room, server in zip(_strs(pairs["room_id"]), _strs(pairs["server"])):
             if room not in rooms_with_records and server in honest:
                 seen.setdefault(room, set()).add(server)
     for room, servers in seen.items():

@@ -148,7 +148,11 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 
 def _column(values: list, kind: str, n: int) -> pd.Series | pd.Categorical:
     if kind == "cat":
-        cat = pd.Categorical([None if v is None else str(v) for v in values])
+        cat = pd.Categorical(values)
+        cats = cat.categories
+        if len(cats) and not all(isinstance(c, str) for c in cats):
+            # Non-string identifiers (rare): categories become their str().
+            cat = pd.Categorical([None if v is None else str(v) for v in values])
         if len(cat.categories) == 0:
             # Empty (or all-missing) column: give it string categories so a
             # Parquet round trip keeps it categorical.

@@ -117,3 +117,10 @@ def test_metrics_does_not_import_the_simulator_or_matplotlib():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_non_string_identifiers_become_string_categories():
+    r = Recorder()
+    r.message(0.0, 1.0, "transaction", 1, 2, 10, True)
+    tr = r.tables()["traffic"]
+    assert list(tr["src"].cat.categories) == ["1"]
