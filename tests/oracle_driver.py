@@ -28,8 +28,10 @@ Ops (CASE -> RESULT):
   ``{"ok", "stage", "error", "event_id", "content_hash_matches", "redacted"}``:
   Synapse's receive-side checks 1-3 (``event_from_pdu_json``: depth and
   canonical JSON; ``_check_sigs_on_pdu`` with exactly these keys; content
-  hash via ``compute_content_hash``). ``validate`` additionally reports
-  ``validate_event_for_room_version`` (sizes, ID lengths) without gating.
+  hash via ``compute_content_hash``). ``validate_error`` additionally
+  reports ``validate_event_for_room_version`` (sizes, ID lengths) without
+  gating; ``validate_unpersistable`` says whether Synapse would drop (True)
+  or store as rejected (False) on a size error.
 - ``canonical``: any JSON value -> ``{"bytes": canonical JSON text, "valid":
   bool}`` (``encode_canonical_json`` and ``validate_canonicaljson``)
 - ``resolve``: request-level ``events`` (PDUs with event_id, loaded once) and
@@ -181,6 +183,8 @@ def op_receive(req, rv, case):
         so.event_auth.validate_event_for_room_version(ev)
     except (SynapseError, so.EventSizeError) as e:
         out["validate_error"] = "%s: %s" % (type(e).__name__, so.error_text(e))
+        # EventSizeError.unpersistable: True = dropped, False = stored as rejected
+        out["validate_unpersistable"] = getattr(e, "unpersistable", None)
     return out
 
 

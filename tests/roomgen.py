@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from simfed.protocol import Event, RoomState, auth_events_for, derive_server_key
+from simfed.protocol import Event, RoomState, auth_events_for, derive_server_key, sign_event
 
 __all__ = ["RoomGen", "generate_room"]
 
@@ -119,7 +119,7 @@ class RoomGen:
 
     def emit(self, etype: str, sender: str, content: dict, *, state_key: str | None = None,
              prevs: list[str] | None = None, auth_state: dict | None = None,
-             before: dict | None = None, top: dict | None = None) -> Event:
+             before: dict | None = None, top: dict | None = None, cosign: str | None = None) -> Event:
         """Create, sign and process one event. ``auth_state`` (default: the
         state before it) is where its auth events are chosen from."""
         prevs = list(prevs or [])
@@ -142,6 +142,9 @@ class RoomGen:
             fields["state_key"] = state_key
         if top:
             fields.update(top)
+        if cosign and cosign != server:
+            # e.g. a restricted join: the authorising user's server signs too
+            fields = sign_event(fields, cosign, self.keys[cosign], self.room_version)
         ev = Event.create(fields, server, self.keys[server], self.room_version)
         self.decisions[ev.event_id] = self.room.add(ev, before=before, soft_fail=False)
         self.by_id[ev.event_id] = ev
@@ -156,6 +159,8 @@ class RoomGen:
         content: dict[str, Any] = {"room_version": self.room_version}
         if self.room_version != "11":
             content["creator"] = c
+        if rng.random() < 0.06:
+            content["m.federate"] = rng.choice([False, True, 0, "false", None])
         create = self.emit("m.room.create", c, content, state_key="")
         join = self.emit(MEMBER, c, {"membership": "join", "displayname": "creator"}, state_key=c, prevs=[create.event_id])
         users = {c: 100}
@@ -174,8 +179,13 @@ class RoomGen:
                        "m.room.history_visibility": 100, "m.room.join_rules": rng.choice([50, 100])},
         }
         ev = self.emit(PL_TYPE, c, pl, state_key="", prevs=[join.event_id])
-        rule = self.join_rule or rng.choices(["public", "invite", "knock"], [0.6, 0.3, 0.1])[0]
-        ev = self.emit("m.room.join_rules", c, {"join_rule": rule}, state_key="", prevs=[ev.event_id])
+        rule = self.join_rule or rng.choices(["public", "invite", "knock", "restricted", None],
+                                             [0.55, 0.25, 0.08, 0.08, 0.04])[0]
+        if rule is not None:  # None: no join_rules event at all (protocol.md §8 item 8)
+            jr: dict[str, Any] = {"join_rule": rule}
+            if rule == "restricted":
+                jr["allow"] = [{"type": "m.room_membership", "room_id": "!other:hs0.test"}]
+            ev = self.emit("m.room.join_rules", c, jr, state_key="", prevs=[ev.event_id])
         self.emit("m.room.history_visibility", c, {"history_visibility": "shared"}, state_key="", prevs=[ev.event_id])
 
     # -- the random walk ------------------------------------------------------------
@@ -211,8 +221,10 @@ class RoomGen:
                 auth_state = self.room.state_after(anc[0])
         bad = rng.random() < self.bad_prob
         kind, sender, content, state_key, top = self._choose(before, bad)
+        via = content.get("join_authorised_via_users_server") if kind == MEMBER else None
+        cosign = via.partition(":")[2] if isinstance(via, str) and rng.random() > 0.05 else None
         return self.emit(kind, sender, content, state_key=state_key, prevs=prevs,
-                         auth_state=auth_state, before=before, top=top)
+                         auth_state=auth_state, before=before, top=top, cosign=cosign)
 
     def _choose(self, state: dict, bad: bool):
         rng = self.rng
@@ -234,11 +246,15 @@ class RoomGen:
         if mem[sender] != "join" and not bad:
             m = mem[sender]
             if m == "invite":
-                return (MEMBER, sender, {"membership": rng.choice(["join", "join", "join", "leave", "knock"])}, sender, None)
+                m2 = "knock" if rng.random() < 0.03 else rng.choice(["join", "join", "leave"])
+                return (MEMBER, sender, {"membership": m2}, sender, None)
             if m == "knock":
                 return (MEMBER, sender, {"membership": "leave"}, sender, None)
             if join_rule == "knock" and m != "ban":
                 return (MEMBER, sender, {"membership": "knock", "reason": "let me in"}, sender, None)
+            if join_rule == "restricted" and m != "ban" and joined:
+                via = rng.choice(joined)
+                return (MEMBER, sender, {"membership": "join", "join_authorised_via_users_server": via}, sender, None)
             if m != "ban" and (join_rule == "public" or rng.random() < 0.3):
                 return (MEMBER, sender, {"membership": "join"}, sender, None)
             # nothing sensible for this user: fall through to a joined sender
@@ -271,7 +287,7 @@ class RoomGen:
                     {"history_visibility": rng.choice(["shared", "joined", "invited"])}, "", None)
         if kind == "join_rules":
             return ("m.room.join_rules", sender,
-                    {"join_rule": rng.choices(["public", "invite", "knock"], [0.5, 0.4, 0.1])[0]}, "", None)
+                    {"join_rule": rng.choices(["public", "invite", "knock", "restricted"], [0.45, 0.35, 0.1, 0.1])[0]}, "", None)
         if kind == "join":
             return (MEMBER, sender, {"membership": "join"}, sender, None)
         if kind == "leave":

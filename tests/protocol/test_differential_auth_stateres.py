@@ -13,6 +13,7 @@ worked example of protocol.md §3.5.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from typing import Iterable
@@ -36,23 +37,62 @@ COMPAT = "synapse"
 # its xfail test passes.
 
 
+@functools.lru_cache(maxsize=None)
+def _still_diverges(name: str) -> bool:
+    """Whether simfed still shows known divergence ``name`` (probed locally on
+    a tiny room), so the tolerance below switches itself off once fixed."""
+    from roomgen import RoomGen
+    from simfed.protocol import check_auth
+
+    if name == "knock_while_invited":
+        g = RoomGen(0, n_servers=2, n_users=3, join_rule="knock")
+        g.start()
+        u0, _, u2 = g.users
+        inv = g.emit("m.room.member", u0, {"membership": "invite"}, state_key=u2, prevs=[g.events[-1].event_id])
+        kn = g.emit("m.room.member", u2, {"membership": "knock"}, state_key=u2, prevs=[inv.event_id])
+        return kn.event_id not in g.room.rejected
+    if name == "nonbool_federate":
+        g = RoomGen(0, n_servers=2, n_users=2, join_rule="public")
+        g.start()
+        create = g.events[0]
+        ev = g.emit("m.room.member", g.users[1], {"membership": "join"}, state_key=g.users[1],
+                    prevs=[g.events[-1].event_id])
+        fake_create = Event.create(dict(create.pdu(), content={**create.content, "m.federate": 0}),
+                                   create.sender_server, g.keys[create.sender_server])
+        auth = {(a.type, a.state_key): g.by_id[a.event_id] for a in (g.by_id[x] for x in ev.auth_events)}
+        auth[("m.room.create", "")] = fake_create
+        return check_auth(ev, auth, compat=COMPAT).allowed
+    raise KeyError(name)
+
+
+def _nonbool_federate(events: list[Event]) -> bool:
+    """compat="synapse" (before the fix) treats only m.federate == false as
+    unfederated; Synapse treats any value other than true so (0, "false", null)."""
+    fed = events[0].content.get("m.federate", True)
+    return not isinstance(fed, bool) and _still_diverges("nonbool_federate")
+
+
 def _knock_while_invited(ev: Event, before_membership: str | None) -> bool:
     """compat="synapse" lets an invited user knock; Synapse's event_auth
     rejects it ("You are already invited to this room"), as the spec does."""
-    return ev.type == "m.room.member" and ev.membership == "knock" and before_membership == "invite"
+    return (ev.type == "m.room.member" and ev.membership == "knock" and before_membership == "invite"
+            and _still_diverges("knock_while_invited"))
 
 
 def _auth_mismatch_known(ev: Event, state_before: dict, by_id: dict[str, Event]) -> bool:
-    mid = state_before.get(("m.room.member", ev.sender))
-    before_m = by_id[mid].membership if mid in by_id else None
-    return _knock_while_invited(ev, before_m)
+    """Judged against both auth states an event is checked with: the state
+    before it and its own auth events."""
+    mids = [state_before.get(("m.room.member", ev.sender))]
+    mids += [a for a in ev.auth_events if a in by_id and by_id[a].type == "m.room.member"
+             and by_id[a].state_key == ev.sender]
+    return any(_knock_while_invited(ev, by_id[m].membership) for m in mids if m in by_id)
 
 
 def _resolution_mismatch_known(diff_event_ids: Iterable[str], by_id: dict[str, Event]) -> bool:
     """A resolution difference where a knock is one of the contested events
     (the knock-while-invited divergence shows up in iterative auth checks)."""
-    return any(by_id[e].type == "m.room.member" and by_id[e].membership == "knock"
-               for e in diff_event_ids if e in by_id)
+    return _still_diverges("knock_while_invited") and any(
+        by_id[e].type == "m.room.member" and by_id[e].membership == "knock" for e in diff_event_ids if e in by_id)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -94,6 +134,8 @@ def auth_mismatches(oracle, events: list[Event], room_version: str = "11") -> tu
         assert r["event_id"] == ev.event_id, (r, ev)
         mine_ok = ev.event_id not in rejected
         if mine_ok != r["accepted"]:
+            if _nonbool_federate(events):
+                break
             if ev.prev_events and _auth_mismatch_known(ev, res.state_before(ev.event_id), by_id):
                 break  # a known divergence; later events may differ as a consequence
             bad.append({
@@ -107,7 +149,7 @@ def auth_mismatches(oracle, events: list[Event], room_version: str = "11") -> tu
 
 
 def resolve_mismatches(oracle, events: list[Event], cases: list[list[str]], room_version: str = "11",
-                       res=None) -> tuple[list[dict], int]:
+                       res=None, mode: str = "persisted") -> tuple[list[dict], int]:
     """Compare simfed's v2 resolution of state_after(t) for t in each case with Synapse's."""
     if res is None:
         res = process_room(events, room_version, compat=COMPAT)
@@ -115,7 +157,7 @@ def resolve_mismatches(oracle, events: list[Event], cases: list[list[str]], room
     rejected = res.room.rejected
     sets_list = [[res.state_after(t) for t in tips] for tips in cases]
     theirs = oracle.resolve([e.pdu_with_id() for e in events], [[_ids(s) for s in sets] for sets in sets_list],
-                            room_version, rejected={e: "auth_error" for e in rejected})
+                            room_version, rejected={e: "auth_error" for e in rejected}, mode=mode)
     bad = []
     for tips, sets, t in zip(cases, sets_list, theirs):
         mine = resolve_state("v2", sets, by_id, room_version, compat=COMPAT, rejected=rejected)
@@ -123,7 +165,8 @@ def resolve_mismatches(oracle, events: list[Event], cases: list[list[str]], room
         if mine != want:
             diff = {f"{k[0]}|{k[1]}": {"simfed": mine.get(k), "synapse": want.get(k)}
                     for k in sorted(set(mine) | set(want)) if mine.get(k) != want.get(k)}
-            if _resolution_mismatch_known([e for d in diff.values() for e in d.values() if e], by_id):
+            if _nonbool_federate(events) or _resolution_mismatch_known(
+                    [e for d in diff.values() for e in d.values() if e], by_id):
                 continue
             bad.append({"tips": tips, "diff": diff,
                         "diff_events": {eid: _describe(by_id[eid]) for d in diff.values() for eid in d.values()
@@ -192,6 +235,19 @@ def test_state_resolution_matches_synapse(oracle, chunk):
         _fail("state resolution", bad, total, kw)
 
 
+def test_state_resolution_matches_synapse_unpersisted(oracle):
+    """Small rooms with Synapse computing the auth chain difference itself
+    (event_map mode) rather than the oracle's store: checks the store's
+    definition too (protocol.md §8 item 4)."""
+    for s in range(16):
+        kw = dict(seed=900 + s, n_events=40, n_servers=2, n_users=4, fork_prob=0.3, merge_prob=0.4)
+        events = generate_room(**kw)
+        res = process_room(events, compat=COMPAT)
+        cases = merge_cases(events, res, random.Random(s), n_random=4)
+        bad, total = resolve_mismatches(oracle, events, cases, res=res, mode="unpersisted")
+        _fail("state resolution (unpersisted)", bad, total, kw)
+
+
 def test_generated_rooms_exercise_rejections_and_merges():
     """The generator is worth its salt: rejections, merges, forks and PL changes happen."""
     n = rej = merges = pl = 0
@@ -203,6 +259,23 @@ def test_generated_rooms_exercise_rejections_and_merges():
         pl += sum(e.type == "m.room.power_levels" for e in g.events)
     assert 0.05 < rej / n < 0.5
     assert merges > 50 and pl > 20
+
+
+def test_generated_rooms_separate_spec_from_synapse():
+    """The random merges have power: on some of them the spec's state
+    resolution and Synapse's deviations (protocol.md §8 items 4, 5, 14) give
+    different answers, so agreeing with the oracle is not vacuous."""
+    differ = 0
+    for kw in DEFAULT_ROOMS[40:65]:
+        events = generate_room(**kw)
+        res = process_room(events, compat=COMPAT)
+        by_id = {e.event_id: e for e in events}
+        for tips in merge_cases(events, res, random.Random(kw["seed"]), 8):
+            sets = [res.state_after(t) for t in tips]
+            a = resolve_state("v2", sets, by_id, compat="synapse", rejected=res.room.rejected)
+            b = resolve_state("v2", sets, by_id, compat="spec", rejected=res.room.rejected)
+            differ += a != b
+    assert differ >= 1
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,6 +329,28 @@ def test_known_knock_while_invited(oracle):
     u0, _, u2 = g.users
     inv = g.emit("m.room.member", u0, {"membership": "invite"}, state_key=u2, prevs=[g.events[-1].event_id])
     g.emit("m.room.member", u2, {"membership": "knock"}, state_key=u2, prevs=[inv.event_id])
+    res = process_room(g.events, compat=COMPAT)
+    pdus = [dict(e.pdu_with_id(), **({"state_before": _ids(res.state_before(e.event_id))} if e.prev_events else {}))
+            for e in g.events]
+    [theirs] = oracle.authcheck([pdus])
+    assert [e.event_id not in res.rejected for e in g.events] == [r["accepted"] for r in theirs], theirs[-1]
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "m.federate other than true/false (0, 'false', null): Synapse's _can_federate treats any value "
+    "other than true as unfederated and rejects remote senders; compat='synapse' only honoured false"))
+@pytest.mark.parametrize("federate", [0, "false", None])
+def test_known_nonbool_federate(oracle, federate):
+    from roomgen import RoomGen
+
+    g = RoomGen(1, n_servers=2, n_users=2, join_rule="public")
+    c = g.creator
+    create = g.emit("m.room.create", c, {"room_version": "11", "m.federate": federate}, state_key="")
+    j = g.emit("m.room.member", c, {"membership": "join"}, state_key=c, prevs=[create.event_id])
+    pl = g.emit("m.room.power_levels", c, {"users": {c: 100}}, state_key="", prevs=[j.event_id])
+    jr = g.emit("m.room.join_rules", c, {"join_rule": "public"}, state_key="", prevs=[pl.event_id])
+    u = g.users[1]  # on another server
+    g.emit("m.room.member", u, {"membership": "join"}, state_key=u, prevs=[jr.event_id])
     res = process_room(g.events, compat=COMPAT)
     pdus = [dict(e.pdu_with_id(), **({"state_before": _ids(res.state_before(e.event_id))} if e.prev_events else {}))
             for e in g.events]
