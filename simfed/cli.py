@@ -16,7 +16,9 @@ from typing import Sequence
 from . import __version__
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "simfed.commands.resolve",
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -14,8 +14,9 @@ person can read; nothing here raises for a bad event.
 ``compat="synapse"`` selects the reference homeserver's behaviour where it
 departs from the spec (protocol.md §8): no join_rules event means
 ``invite`` (item 8); the ``m.federate`` check also applies to a membership
-event's target (item 6); the authoriser's signature is required only for
-joins (item 7); an invited user may knock, as Synapse allows.
+event's target (item 6), and any value other than ``true`` counts as
+unfederated (the spec says "is false"); the authoriser's signature is
+required only for joins (item 7).
 """
 
 from __future__ import annotations
@@ -249,12 +250,15 @@ def check_auth(
 ) -> AuthResult:
     """Rule 1 (create), then rules 3-10 against ``auth_state``."""
     rv = get_room_version(room_version)
+    if compat not in COMPAT_MODES:
+        _check_compat(compat)
     if event.type == CREATE:
         return _check_create(event, rv)
     create = auth_state.get(CREATE_KEY)
     if create is None:
         return _reject("2.4", "no m.room.create in the auth state")
-    if create.content.get("m.federate", True) is False:
+    federate = create.content.get("m.federate", True)
+    if federate is False or (compat == "synapse" and federate is not True):
         creator_server = create.sender_server
         if event.sender_server != creator_server:
             return _reject("3", "the room is not federated (m.federate is false)")
@@ -376,8 +380,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
             return _reject("4.7.1", f"join rule {join_rule!r} does not allow knocking")
         if sender != target:
             return _reject("4.7.2", "cannot knock on behalf of another user")
-        refused = ("ban", "join") if compat == "synapse" else ("ban", "invite", "join")
-        if sender_m not in refused:
+        if sender_m not in ("ban", "invite", "join"):
             return _accept("4.7.3")
         return _reject("4.7.3", f"{sender} cannot knock from membership {sender_m!r}")
 

@@ -30,47 +30,42 @@ class AuthChainIndex:
         self._chains: dict[str, frozenset[str]] = {}
 
     def chain(self, event_id: str) -> frozenset[str]:
-        """The auth chain of ``event_id`` (empty for an unknown event)."""
-        hit = self._chains.get(event_id)
+        """The auth chain of ``event_id`` (empty for an unknown event).
+
+        One walk, linear in the chain's size; chains cached earlier are
+        merged in whole instead of walked again. Only chains that were asked
+        for are cached, so a deep auth graph costs memory in proportion to
+        what callers use, never quadratically.
+        """
+        cache = self._chains
+        hit = cache.get(event_id)
         if hit is not None:
             return hit
-        chains = self._chains
         lookup = self._lookup
-        incomplete: set[str] = set()
-        # Iterative post-order walk: no recursion limit on deep auth graphs.
-        stack: list[tuple[str, bool]] = [(event_id, False)]
-        local: dict[str, frozenset[str]] = {}
+        ev = lookup(event_id)
+        if ev is None:
+            return frozenset()
+        acc: set[str] = set()
+        complete = True
+        stack = list(ev.auth_events)
         while stack:
-            eid, expanded = stack.pop()
-            if eid in chains or eid in local:
+            a = stack.pop()
+            if a in acc:
                 continue
-            ev = lookup(eid)
-            if ev is None:
-                local[eid] = frozenset()
-                incomplete.add(eid)
-                continue
-            if not expanded:
-                stack.append((eid, True))
-                for a in ev.auth_events:
-                    if a not in chains and a not in local:
-                        stack.append((a, False))
-                continue
-            acc: set[str] = set()
-            bad = False
-            for a in ev.auth_events:
-                acc.add(a)
-                sub = chains.get(a)
-                if sub is None:
-                    sub = local[a]
-                    bad = bad or a in incomplete
+            acc.add(a)
+            sub = cache.get(a)
+            if sub is not None:
                 acc |= sub
-            fs = frozenset(acc)
-            if bad:
-                incomplete.add(eid)
-                local[eid] = fs
-            else:
-                chains[eid] = fs
-        return chains.get(event_id) or local.get(event_id, frozenset())
+                continue
+            aev = lookup(a)
+            if aev is None:
+                complete = False
+                continue
+            stack.extend(x for x in aev.auth_events if x not in acc)
+        fs = frozenset(acc)
+        if complete:
+            cache[event_id] = fs
+        return fs
 
     def union_chain(self, event_ids: Iterable[str]) -> set[str]:
         out: set[str] = set()

@@ -267,12 +267,6 @@ class TestRule3Federate:
         r.put("m.room.join_rules", A, {"join_rule": "public"})
         ok(r.check(r.member(B, "join")), "4.3.6")
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "compat='synapse' treats only a literal false m.federate as unfederated, but Synapse "
-        "1.163.2 (event_auth._can_federate: content.get('m.federate', True) is True) treats ANY "
-        "value other than true (0, 'false', null, 'yes', ...) as unfederated and rejects remote "
-        "senders and targets ('This room has been marked as unfederatable'); confirmed with "
-        "the oracle's authcheck"))
     @pytest.mark.parametrize("value", [0, "false", None])
     def test_synapse_non_true_federate_is_unfederated(self, value):
         r = Room(create_content={"room_version": "11", "m.federate": value})
@@ -694,13 +688,6 @@ class TestRule4_7Knock:
             no(r.check(r.member(B, "knock")), "4.7.3")
             no(r.check(r.member(B, "knock"), compat="synapse"), "4.7.3")
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "compat='synapse' lets an invited user knock (auth.py docstring: 'an invited user may "
-        "knock, as Synapse allows'), but Synapse 1.163.2 (the oracle) refuses it: "
-        "synapse/event_auth.py _is_membership_change_allowed, knock branch, "
-        "'elif caller_invited: raise AuthError(403, \"You are already invited to this room\")'. "
-        "Found by a random-room differential of RoomState(compat='synapse') against the oracle's "
-        "authcheck"))
     def test_invited_knock_synapse_matches_synapse(self):
         r = room(join_rule="knock", members={B: "invite"})
         no(r.check(r.member(B, "knock"), compat="synapse"), "4.7.3")
@@ -965,14 +952,10 @@ def test_compat_switches_summary():
     r = room(members={B: "join"})
     lv = r.member(B, "leave", extra={"join_authorised_via_users_server": C})
     assert (r.check(lv).allowed, r.check(lv, compat="synapse").allowed) == (False, True)
-    # "invited user may knock": see TestRule4_7Knock.test_invited_knock_synapse_matches_synapse
-    # (xfail: real Synapse refuses it, so the switch is not a real deviation)
+    # Synapse refuses a knock from an invited user, as the spec does
+    # (TestRule4_7Knock.test_invited_knock_synapse_matches_synapse).
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "check_auth does not validate compat: an unknown value such as 'synpase' is silently "
-    "accepted and behaves like neither mode (spec for knock/federate/no-join-rules, "
-    "but not for the authoriser check); auth._check_compat exists but is never called"))
 def test_unknown_compat_raises():
     r = room()
     with pytest.raises(ValueError):

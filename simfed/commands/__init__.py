@@ -1,0 +1,1 @@
+"""Subcommands of the ``simfed`` CLI, one module each (see simfed.cli)."""
