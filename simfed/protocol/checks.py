@@ -26,6 +26,8 @@ MAX_PDU_SIZE = 65536
 MAX_PREV_EVENTS = 20
 MAX_AUTH_EVENTS = 10
 MAX_ID_BYTES = 255
+_UNSIGNED_MEMBER = frozenset({"age", "invite_room_state", "knock_room_state"})
+_UNSIGNED_OTHER = frozenset({"age"})
 
 
 class DropReason(str, enum.Enum):
@@ -113,7 +115,7 @@ def _required_signers(pdu: dict) -> list[str]:
     if pdu["type"] == "m.room.member":
         content = pdu["content"]
         via = content.get("join_authorised_via_users_server")
-        if isinstance(via, str) and ":" in via:
+        if content.get("membership") == "join" and isinstance(via, str) and ":" in via:
             signers.append(via.partition(":")[2])
         if content.get("membership") == "invite" and "third_party_invite" in content:
             # An invite made from a third-party invite may be sent on the
@@ -156,6 +158,12 @@ def check_event(
         return _reject(DropReason.MALFORMED, problem)
     if "event_id" in pdu:  # not a field of v3+ events; IDs are computed
         pdu = {k: v for k, v in pdu.items() if k != "event_id"}
+    # ``unsigned`` is not covered by hashes or signatures and any hop may
+    # rewrite it: keep only the keys a receiver uses (as Synapse does).
+    unsigned = pdu.get("unsigned")
+    if unsigned is not None:
+        allowed = _UNSIGNED_MEMBER if pdu["type"] == "m.room.member" else _UNSIGNED_OTHER
+        pdu = dict(pdu, unsigned={k: v for k, v in unsigned.items() if k in allowed})
     try:
         check_canonical(pdu)
     except CanonicalJSONError as e:
@@ -172,12 +180,17 @@ def check_event(
         if v is not None and len(v.encode("utf-8")) > MAX_ID_BYTES:
             return _reject(DropReason.FIELD_TOO_LONG, f"{f} is longer than {MAX_ID_BYTES} bytes")
 
-    # Content hash form; its size plus the remaining keys gives the PDU size.
+    # Content hash form; its size plus the remaining keys gives the PDU size,
+    # measured as the reference homeserver does: with the kept ``unsigned``
+    # keys other than ``age`` (an empty object when there are none).
     body = {k: v for k, v in pdu.items() if k not in _NOT_HASHED}
     body_bytes = encode_canonical_json(body)
     size = len(body_bytes)
     for k in _NOT_HASHED:
-        if k in pdu:
+        if k == "unsigned":
+            kept = {u: v for u, v in (pdu.get("unsigned") or {}).items() if u != "age"}
+            size += len(k) + 4 + len(encode_canonical_json(kept))
+        elif k in pdu:
             size += len(k) + 4 + len(encode_canonical_json(pdu[k]))
     if size > MAX_PDU_SIZE:
         return _reject(DropReason.TOO_LARGE, f"PDU is {size} bytes (limit {MAX_PDU_SIZE})")

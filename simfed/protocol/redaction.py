@@ -22,11 +22,11 @@ _PL_V11 = _PL_OLD + ("invite",)
 def _kept_content(etype: str, content: dict, rv: RoomVersion) -> dict:
     if etype == "m.room.member":
         out = {k: content[k] for k in ("membership", "join_authorised_via_users_server") if k in content}
-        if rv.v11_redaction and "third_party_invite" in content:
-            tpi = content["third_party_invite"]
-            out["third_party_invite"] = (
-                {"signed": tpi["signed"]} if isinstance(tpi, dict) and "signed" in tpi else {}
-            )
+        tpi = content.get("third_party_invite")
+        if rv.v11_redaction and isinstance(tpi, dict):
+            # As the reference homeserver does: an object keeps only ``signed``
+            # (possibly nothing); any other value is dropped.
+            out["third_party_invite"] = {"signed": tpi["signed"]} if "signed" in tpi else {}
         return out
     if etype == "m.room.create":
         if rv.v11_redaction:

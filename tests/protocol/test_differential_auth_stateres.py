@@ -13,10 +13,8 @@ worked example of protocol.md §3.5.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
-from typing import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,70 +27,6 @@ from strategies import room_params
 pytestmark = pytest.mark.oracle
 
 COMPAT = "synapse"
-
-
-# -- known disagreements --------------------------------------------------------------
-# Mismatches explained by one of these are tolerated in the random tests (and
-# counted); each has a minimal xfail reproducer below. Remove an entry once
-# its xfail test passes.
-
-
-@functools.lru_cache(maxsize=None)
-def _still_diverges(name: str) -> bool:
-    """Whether simfed still shows known divergence ``name`` (probed locally on
-    a tiny room), so the tolerance below switches itself off once fixed."""
-    from roomgen import RoomGen
-    from simfed.protocol import check_auth
-
-    if name == "knock_while_invited":
-        g = RoomGen(0, n_servers=2, n_users=3, join_rule="knock")
-        g.start()
-        u0, _, u2 = g.users
-        inv = g.emit("m.room.member", u0, {"membership": "invite"}, state_key=u2, prevs=[g.events[-1].event_id])
-        kn = g.emit("m.room.member", u2, {"membership": "knock"}, state_key=u2, prevs=[inv.event_id])
-        return kn.event_id not in g.room.rejected
-    if name == "nonbool_federate":
-        g = RoomGen(0, n_servers=2, n_users=2, join_rule="public")
-        g.start()
-        create = g.events[0]
-        ev = g.emit("m.room.member", g.users[1], {"membership": "join"}, state_key=g.users[1],
-                    prevs=[g.events[-1].event_id])
-        fake_create = Event.create(dict(create.pdu(), content={**create.content, "m.federate": 0}),
-                                   create.sender_server, g.keys[create.sender_server])
-        auth = {(a.type, a.state_key): g.by_id[a.event_id] for a in (g.by_id[x] for x in ev.auth_events)}
-        auth[("m.room.create", "")] = fake_create
-        return check_auth(ev, auth, compat=COMPAT).allowed
-    raise KeyError(name)
-
-
-def _nonbool_federate(events: list[Event]) -> bool:
-    """compat="synapse" (before the fix) treats only m.federate == false as
-    unfederated; Synapse treats any value other than true so (0, "false", null)."""
-    fed = events[0].content.get("m.federate", True)
-    return not isinstance(fed, bool) and _still_diverges("nonbool_federate")
-
-
-def _knock_while_invited(ev: Event, before_membership: str | None) -> bool:
-    """compat="synapse" lets an invited user knock; Synapse's event_auth
-    rejects it ("You are already invited to this room"), as the spec does."""
-    return (ev.type == "m.room.member" and ev.membership == "knock" and before_membership == "invite"
-            and _still_diverges("knock_while_invited"))
-
-
-def _auth_mismatch_known(ev: Event, state_before: dict, by_id: dict[str, Event]) -> bool:
-    """Judged against both auth states an event is checked with: the state
-    before it and its own auth events."""
-    mids = [state_before.get(("m.room.member", ev.sender))]
-    mids += [a for a in ev.auth_events if a in by_id and by_id[a].type == "m.room.member"
-             and by_id[a].state_key == ev.sender]
-    return any(_knock_while_invited(ev, by_id[m].membership) for m in mids if m in by_id)
-
-
-def _resolution_mismatch_known(diff_event_ids: Iterable[str], by_id: dict[str, Event]) -> bool:
-    """A resolution difference where a knock is one of the contested events
-    (the knock-while-invited divergence shows up in iterative auth checks)."""
-    return _still_diverges("knock_while_invited") and any(
-        by_id[e].type == "m.room.member" and by_id[e].membership == "knock" for e in diff_event_ids if e in by_id)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -143,10 +77,6 @@ def auth_mismatches(oracle, events: list[Event], room_version: str = "11") -> tu
         mine_stage = None if mine_ok else res.room.status[ev.event_id].stage
         their_stage = _STAGES.get(r["stage"], r["stage"])
         if mine_ok != r["accepted"] or mine_stage != their_stage:
-            if _nonbool_federate(events):
-                break
-            if ev.prev_events and _auth_mismatch_known(ev, res.state_before(ev.event_id), by_id):
-                break  # a known divergence; later events may differ as a consequence
             bad.append({
                 "event": _describe(ev),
                 "simfed": rejected.get(ev.event_id, "accepted"),
@@ -174,9 +104,6 @@ def resolve_mismatches(oracle, events: list[Event], cases: list[list[str]], room
         if mine != want:
             diff = {f"{k[0]}|{k[1]}": {"simfed": mine.get(k), "synapse": want.get(k)}
                     for k in sorted(set(mine) | set(want)) if mine.get(k) != want.get(k)}
-            if _nonbool_federate(events) or _resolution_mismatch_known(
-                    [e for d in diff.values() for e in d.values() if e], by_id):
-                continue
             bad.append({"tips": tips, "diff": diff,
                         "diff_events": {eid: _describe(by_id[eid]) for d in diff.values() for eid in d.values()
                                         if eid in by_id}})
@@ -324,12 +251,9 @@ def test_worked_example_matches_synapse(oracle):
     _fail("auth decision", bad, total, "worked example")
 
 
-# -- known disagreements: minimal reproducers ------------------------------------------------
+# -- regressions: disagreements found earlier, now fixed ---------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "compat='synapse' lets an invited user knock (simfed auth.py: refused = ('ban', 'join')); "
-    "Synapse's event_auth rejects it: 'You are already invited to this room' (as the spec, rule 4.7.3)"))
 def test_known_knock_while_invited(oracle):
     from roomgen import RoomGen
 
@@ -345,9 +269,6 @@ def test_known_knock_while_invited(oracle):
     assert [e.event_id not in res.rejected for e in g.events] == [r["accepted"] for r in theirs], theirs[-1]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "m.federate other than true/false (0, 'false', null): Synapse's _can_federate treats any value "
-    "other than true as unfederated and rejects remote senders; compat='synapse' only honoured false"))
 @pytest.mark.parametrize("federate", [0, "false", None])
 def test_known_nonbool_federate(oracle, federate):
     from roomgen import RoomGen

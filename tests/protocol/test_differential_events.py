@@ -95,21 +95,6 @@ def _synapse_redacted(d: dict) -> dict:
 # a predicate once the xfail test passes.
 
 
-def _tpi_not_object(p: dict, rv: str) -> bool:
-    """v11 member whose content.third_party_invite is not an object: Synapse's
-    redaction drops the key, simfed keeps ``third_party_invite: {}`` (so event
-    IDs and signatures differ)."""
-    c = p.get("content")
-    return (rv == "11" and p.get("type") == "m.room.member" and isinstance(c, dict)
-            and "third_party_invite" in c and not isinstance(c["third_party_invite"], dict))
-
-
-def _via_on_non_join(p: dict, rv: str) -> bool:
-    """simfed requires the authoriser's server's signature on any membership
-    with join_authorised_via_users_server; Synapse only on joins."""
-    c = p.get("content")
-    return (p.get("type") == "m.room.member" and isinstance(c, dict)
-            and "join_authorised_via_users_server" in c and c.get("membership") != "join")
 
 
 def _member_without_membership(p: dict, rv: str) -> bool:
@@ -120,20 +105,9 @@ def _member_without_membership(p: dict, rv: str) -> bool:
     return p.get("type") == "m.room.member" and not (isinstance(c, dict) and "membership" in c)
 
 
-def _noncanonical_unsigned(p: dict, rv: str) -> bool:
-    """Synapse strips non-whitelisted ``unsigned`` keys before validating
-    canonical JSON; simfed drops a PDU with a float / big int anywhere in it."""
-    from simfed.protocol import check_canonical
 
-    try:
-        check_canonical(p.get("unsigned", {}))
-    except CanonicalJSONError:
-        return True
-    return False
-
-
-ID_DIVERGENCES = (_tpi_not_object,)
-RECEIVE_DIVERGENCES = (_tpi_not_object, _via_on_non_join, _member_without_membership, _noncanonical_unsigned)
+ID_DIVERGENCES: tuple = ()
+RECEIVE_DIVERGENCES = (_member_without_membership,)
 
 
 def _known(p: dict, rv: str, preds) -> bool:
@@ -421,10 +395,6 @@ def test_required_signers_third_party_invite(oracle, room_version):
     _fail("required-signer", _compare_receive(oracle, room_version, cases))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "simfed check_event requires the join_authorised_via_users_server server's signature for ANY "
-    "membership; Synapse (_check_sigs_on_pdu) and protocol.md §1.7 require it only for joins "
-    "(protocol.md §8 item 7 concerns auth rule 4.2, not the receive-time signature check)"))
 @pytest.mark.parametrize("membership", ["leave", "invite", "ban", "knock"])
 def test_required_signers_join_authorised_non_join(oracle, membership):
     p = _member_pdu(membership, via="@auth:hs3.org")
@@ -530,9 +500,6 @@ def _minimal_member(content: dict) -> dict:
     }
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "v11 redaction of m.room.member with a non-object third_party_invite (e.g. []): Synapse drops "
-    "the key, simfed keeps third_party_invite: {} -> different event IDs and signatures"))
 @pytest.mark.parametrize("tpi", [[], "x", 5, None, True])
 def test_known_v11_redaction_non_object_third_party_invite(oracle, tpi):
     p = signed(_minimal_member({"membership": "join", "third_party_invite": tpi}), "11")
@@ -542,9 +509,6 @@ def test_known_v11_redaction_non_object_third_party_invite(oracle, tpi):
     assert event_id(p, "11") == ids["event_id"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Synapse strips unsigned (all but whitelisted keys) before its canonical-JSON check, so a float "
-    "or out-of-range int inside unsigned is accepted; simfed check_event drops the PDU"))
 @pytest.mark.parametrize("value", [1.5, 2**53, 1.0])
 def test_known_noncanonical_value_in_unsigned(oracle, value):
     p = signed(_minimal_member({"membership": "join"}), "11")
@@ -561,19 +525,12 @@ def test_known_member_without_membership(oracle):
     _fail("receive-check", _compare_receive(oracle, "11", [("no_membership", p)]))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "PDU size limit: Synapse measures canonical JSON of get_pdu_json(), i.e. with unsigned stripped to "
-    "whitelisted keys and an empty 'unsigned':{} added (14 bytes); simfed counts the PDU as received. "
-    "So a 65523-65536-byte PDU without unsigned is dropped by Synapse but kept by simfed"))
 @pytest.mark.parametrize("size", [65523, 65530, 65536])
 def test_known_size_limit_counts_empty_unsigned(oracle, size):
     p = _sized_message("11", size)
     _fail("size receive", _compare_receive(oracle, "11", [(f"size_{size}", p)]))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "PDU size limit: non-whitelisted unsigned keys are stripped by Synapse before measuring, so a PDU "
-    "over 65536 bytes only because of unsigned is kept by Synapse, dropped by simfed"))
 def test_known_size_limit_ignores_unsigned_junk(oracle):
     p = _sized_message("11", 65000)
     p["unsigned"] = {"junk": "y" * 2000}

@@ -204,19 +204,21 @@ def test_check_event_rejections():
         assert r.status == "rejected" and missing in r.reason
 
 
-def test_size_limit_counts_signatures_and_unsigned_exactly():
+def test_size_limit_is_measured_as_the_reference_server_does():
+    """65,536 bytes of canonical JSON including signatures, measured with
+    ``unsigned`` reduced to the keys a receiver keeps (an empty object when
+    there are none, ``age`` not counted)."""
     from simfed.protocol import canonical_json
     from simfed.protocol.checks import MAX_PDU_SIZE
 
     k = derive_server_key(7, "a.example")
     base = sign_event(_message(content={"body": ""}), "a.example", k)
-    pad = MAX_PDU_SIZE - len(canonical_json(dict(base, unsigned={"age": 1})))
+    pad = MAX_PDU_SIZE - len(canonical_json(dict(base, unsigned={})))
     at_limit = sign_event(_message(content={"body": "x" * pad}), "a.example", k)
-    at_limit["unsigned"] = {"age": 1}
-    assert len(canonical_json(at_limit)) == MAX_PDU_SIZE
+    assert len(canonical_json(dict(at_limit, unsigned={}))) == MAX_PDU_SIZE
     assert check_event(at_limit, "11", KEYS).status == "ok"
+    assert check_event(dict(at_limit, unsigned={"age": 5, "junk": "y" * 100}), "11", KEYS).status == "ok"
     over = sign_event(_message(content={"body": "x" * (pad + 1)}), "a.example", k)
-    over["unsigned"] = {"age": 1}
     assert check_event(over, "11", KEYS).code.value == "too_large"
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 from typing import Container, Iterable, Mapping, Sequence
 
-from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
+from ..auth import PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
 from ..authchain import auth_chain_difference
 from ..events import Event
 from . import ResolutionContext, StateMap, register, separate
