@@ -1,0 +1,66 @@
+"""Time Synapse's state resolution on one input (run with the ORACLE python).
+
+Called by ``benchmarks/stateres.py``; not meant to be run by hand, but can be::
+
+    .oracle-venv/bin/python benchmarks/_oracle_stateres.py IN.json [--repeats 5]
+
+IN.json = {"room_version": "11", "events": [PDUs with event_id],
+"state_sets": [[event_id, ...], ...], "rejected": {event_id: reason}}.
+Prints JSON: {"median_s", "times_s", "resolved": [[type, state_key, id]],
+"synapse_version", "load_s"}. Loading events into Synapse objects is not
+timed; each timed call is ``synapse_oracle.resolve_state(rv, events,
+state_sets, mode="persisted")`` (a fresh in-memory store per call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def _oracle_dir() -> str:
+    env = os.environ.get("SIMFED_ORACLE_DIR")
+    if env:
+        return env
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.normpath(os.path.join(repo, "..", "shared", "oracle"))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("input")
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    sys.path.insert(0, _oracle_dir())
+    import synapse_oracle as so  # noqa: E402  (needs the path above)
+
+    with open(a.input) as f:
+        inp = json.load(f)
+    t0 = time.perf_counter()
+    rv = so.room_version(inp.get("room_version", "11"))
+    events = so.load_events(inp["events"], rv, inp.get("rejected"))
+    by_id = {e.event_id: e for e in events}
+    state_sets = [so.state_map_from_ids(s, by_id) for s in inp["state_sets"]]
+    load_s = time.perf_counter() - t0
+
+    times, res = [], None
+    for _ in range(max(1, a.repeats)):
+        t0 = time.perf_counter()
+        res = so.resolve_state(rv, events, state_sets, mode="persisted")
+        times.append(time.perf_counter() - t0)
+    json.dump({
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "load_s": load_s,
+        "resolved": so.triples(res),
+        "synapse_version": so.SYNAPSE_VERSION,
+    }, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
