@@ -68,10 +68,36 @@ class AuthChainIndex:
         return fs
 
     def union_chain(self, event_ids: Iterable[str]) -> set[str]:
-        out: set[str] = set()
+        """The union of the auth chains of ``event_ids``, in one walk.
+
+        Chains cached earlier are merged in whole; nothing new is cached (a
+        state set's union is rarely asked for twice).
+        """
+        cache = self._chains
+        lookup = self._lookup
+        acc: set[str] = set()
+        stack: list[str] = []
         for e in event_ids:
-            out |= self.chain(e)
-        return out
+            hit = cache.get(e)
+            if hit is not None:
+                acc |= hit
+                continue
+            ev = lookup(e)
+            if ev is not None:
+                stack.extend(ev.auth_events)
+        while stack:
+            a = stack.pop()
+            if a in acc:
+                continue
+            acc.add(a)
+            sub = cache.get(a)
+            if sub is not None:
+                acc |= sub
+                continue
+            aev = lookup(a)
+            if aev is not None:
+                stack.extend(x for x in aev.auth_events if x not in acc)
+        return acc
 
 
 def auth_chain_difference(

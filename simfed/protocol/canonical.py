@@ -39,49 +39,64 @@ def _path(parts: list[str | int]) -> str:
     return out
 
 
-def check_canonical(value: Any) -> None:
-    """Raise :class:`CanonicalJSONError` naming the first offending value.
-
-    Refused: floats, booleans used as keys, integers outside
-    ``[-(2**53)+1, 2**53-1]``, non-string object keys, and types JSON cannot
-    hold. Iterative, so deep values cannot exhaust the recursion limit.
-    """
+def _find_problem(value: Any) -> str:
+    """Walk again, with paths, to describe the first offending value."""
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
     while stack:
         v, path = stack.pop()
         t = type(v)
         if t is str or t is bool or v is None:
             continue
-        if t is int:
-            if v > MAX_SAFE_INT or v < MIN_SAFE_INT:
-                raise CanonicalJSONError(
-                    f"integer {v} at {_path(path)} is outside "
-                    f"[{MIN_SAFE_INT}, {MAX_SAFE_INT}]"
-                )
-        elif t is dict:
+        if t is dict:
             for k, child in v.items():
                 if type(k) is not str:
-                    raise CanonicalJSONError(
-                        f"object key {k!r} at {_path(path)} is not a string"
-                    )
-                if type(child) is not str:
-                    stack.append((child, path + [k]))
+                    return f"object key {k!r} at {_path(path)} is not a string"
+                stack.append((child, path + [k]))
         elif t is list or t is tuple:
-            for i, child in enumerate(v):
-                if type(child) is not str:
-                    stack.append((child, path + [i]))
+            stack.extend((child, path + [i]) for i, child in enumerate(v))
         elif t is float:
-            raise CanonicalJSONError(f"float {v!r} at {_path(path)} is not allowed")
-        elif isinstance(v, int) and not isinstance(v, bool):
+            return f"float {v!r} at {_path(path)} is not allowed"
+        elif isinstance(v, int):
             if v > MAX_SAFE_INT or v < MIN_SAFE_INT:
-                raise CanonicalJSONError(
-                    f"integer {v} at {_path(path)} is outside "
-                    f"[{MIN_SAFE_INT}, {MAX_SAFE_INT}]"
-                )
+                return f"integer {v} at {_path(path)} is outside [{MIN_SAFE_INT}, {MAX_SAFE_INT}]"
         else:
-            raise CanonicalJSONError(
-                f"value of type {t.__name__} at {_path(path)} is not JSON"
-            )
+            return f"value of type {t.__name__} at {_path(path)} is not JSON"
+    return "invalid value"
+
+
+def check_canonical(value: Any) -> None:
+    """Raise :class:`CanonicalJSONError` naming the first offending value.
+
+    Refused: floats, integers outside ``[-(2**53)+1, 2**53-1]``, non-string
+    object keys, and types JSON cannot hold. Iterative, so deep values cannot
+    exhaust the recursion limit; paths are only built to describe a failure.
+    """
+    stack = [value]
+    pop = stack.pop
+    push = stack.append
+    extend = stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str:
+            continue
+        if t is dict:
+            for k, child in v.items():
+                if type(k) is not str:
+                    raise CanonicalJSONError(_find_problem(value))
+                if type(child) is not str:
+                    push(child)
+        elif t is int:
+            if v > MAX_SAFE_INT or v < MIN_SAFE_INT:
+                raise CanonicalJSONError(_find_problem(value))
+        elif t is list or t is tuple:
+            extend(v)
+        elif t is bool or v is None:
+            continue
+        elif t is not float and isinstance(v, int) and MIN_SAFE_INT <= v <= MAX_SAFE_INT:
+            continue
+        else:
+            raise CanonicalJSONError(_find_problem(value))
 
 
 def canonical_json(value: Any, *, check: bool = True) -> bytes:

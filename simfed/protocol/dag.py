@@ -41,6 +41,8 @@ class RoomGraph:
         self._depth: dict[str, int] = {}
         self._extremities: set[str] = set()
         self._topo: list[str] | None = None
+        #: prev_events referenced by DAG members but not held (gaps).
+        self.backward_extremities: set[str] = set()
         self.auth_chains = AuthChainIndex(self.get)
 
     # -- membership ---------------------------------------------------------
@@ -84,11 +86,13 @@ class RoomGraph:
         evs = self._events
         return [p for p in event.prev_events if p not in evs]
 
-    def add(self, event: Event) -> bool:
+    def add(self, event: Event, *, allow_missing: bool = False) -> bool:
         """Add a DAG member; False if it was already one.
 
-        Raises :class:`MissingParentsError` if a parent is missing, and
-        ``ValueError`` for an event of another room.
+        Raises :class:`MissingParentsError` if a parent is missing (unless
+        ``allow_missing``: the missing parents become backward extremities,
+        as after a state fetch or a join), and ``ValueError`` for an event of
+        another room.
         """
         eid = event.event_id
         if eid in self._events:
@@ -98,13 +102,16 @@ class RoomGraph:
         elif event.room_id != self.room_id:
             raise ValueError(f"{eid} belongs to {event.room_id}, not {self.room_id}")
         missing = self.missing_parents(event)
-        if missing:
+        if missing and not allow_missing:
             raise MissingParentsError(eid, missing)
         depth = 0
         children = self._children
         ext = self._extremities
+        for p in missing:
+            self.backward_extremities.add(p)
+        self.backward_extremities.discard(eid)
         for p in event.prev_events:
-            d = self._depth[p]
+            d = self._depth.get(p, 0)
             if d > depth:
                 depth = d
             children.setdefault(p, []).append(eid)

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
+from .authchain import AuthChainIndex
 from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
 from .stateres import get_resolver, resolve_state
 
-__all__ = ["Decision", "RoomResult", "RoomState", "StateMapT", "process_room"]
+__all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "process_room"]
 
 StateMapT = Mapping[StateKey, str]
 
@@ -86,6 +87,26 @@ class _Lookup(MappingABC):
         return len(self._a) + len(self._b)
 
 
+class SharedStateMemo:
+    """Results that depend only on content, shared by servers that agree on it.
+
+    The state before an event is pinned by its prev_events' IDs, the decision
+    of checks 4-5 and the state after it by its own ID, as long as the state
+    was computed from the event's ancestry (not supplied across a gap). Honest
+    servers that hold the ancestry therefore compute identical answers; this
+    memo lets them compute each once. Soft-fail checks depend on a server's
+    current state and are never shared.
+    """
+
+    __slots__ = ("before", "decision", "after", "hits")
+
+    def __init__(self) -> None:
+        self.before: dict[frozenset[str], dict[StateKey, str]] = {}
+        self.decision: dict[str, Decision] = {}
+        self.after: dict[str, dict[StateKey, str]] = {}
+        self.hits = 0
+
+
 class RoomState:
     """One server's view of one room.
 
@@ -101,12 +122,17 @@ class RoomState:
         algorithm: str = "v2",
         compat: str = "spec",
         room_id: str | None = None,
+        shared: SharedStateMemo | None = None,
+        auth_chains: "AuthChainIndex | None" = None,
     ) -> None:
+        self.shared = shared
         self.room_version = get_room_version(room_version)
         get_resolver(algorithm)  # fail early on an unknown name
         self.algorithm = algorithm
         self.compat = compat
         self.graph = RoomGraph(room_id)
+        if auth_chains is not None:
+            self.graph.auth_chains = auth_chains
         self.events = _Lookup(self.graph)
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
@@ -114,6 +140,7 @@ class RoomState:
         self.forward_extremities: set[str] = set()
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
+        self._decided_before: StateMapT = {}
         self.resolutions = 0
         self.auth_checks = 0
 
@@ -147,8 +174,16 @@ class RoomState:
         key = frozenset(prevs)
         hit = self._before_memo.get(key)
         if hit is None:
-            sets = [self._after[p] for p in sorted(key)]
-            hit = self._before_memo[key] = self.resolve(sets)
+            shared = self.shared
+            if shared is not None and key in shared.before and all(p in self._after for p in key):
+                hit = shared.before[key]
+                shared.hits += 1
+                self.resolutions += 1
+            else:
+                hit = self.resolve([self._after[p] for p in sorted(key)])
+                if shared is not None:
+                    shared.before[key] = hit
+            self._before_memo[key] = hit
         return hit
 
     def current_state(self) -> dict[StateKey, str]:
@@ -230,28 +265,58 @@ class RoomState:
         prior = self.status.get(eid)
         if prior is not None:
             return prior
+        decision = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
+        before = self._decided_before
+        self._store(event, decision, before, backfilled)
+        return decision
+
+    def decide(
+        self,
+        event: Event,
+        *,
+        before: StateMapT | None = None,
+        soft_fail: bool = True,
+        backfilled: bool = False,
+    ) -> Decision:
+        """What :meth:`add` would decide, without storing anything."""
+        eid = event.event_id
+        shared = self.shared if before is None else None
         if before is None and event.prev_events:
+            if self.graph.missing_parents(event):
+                raise ValueError(f"{eid}: prev_events missing; pass before= (state fetched across the gap)")
             before = self.state_before(event)
         elif before is None:
             before = {}
-        decision = self.authorise(event, before)
+        decision = shared.decision.get(eid) if shared is not None else None
+        if decision is None:
+            decision = self.authorise(event, before)
+            if shared is not None:
+                shared.decision[eid] = decision
+        else:
+            shared.hits += 1
+            self.auth_checks += 1
+        self._decided_before = before
         if decision.outcome == ACCEPTED and soft_fail and not backfilled and event.type != "m.room.create":
             if set(event.prev_events) != self.forward_extremities:
                 decision = self.soft_fail_check(event)
-        self._store(event, decision, before, backfilled)
         return decision
 
     def _store(self, event: Event, decision: Decision, before: StateMapT, backfilled: bool) -> None:
         eid = event.event_id
-        self.graph.add(event)
+        self.graph.add(event, allow_missing=True)
         self.status[eid] = decision
         if decision.outcome == REJECTED:
             self.rejected[eid] = decision.code
             self._after[eid] = before if isinstance(before, dict) else dict(before)
             return
         if event.state_key is not None:
-            after = dict(before)
-            after[(event.type, event.state_key)] = eid
+            shared = self.shared
+            after = shared.after.get(eid) if shared is not None else None
+            if after is None or after.get((event.type, event.state_key)) != eid or len(after) < len(before):
+                after = dict(before)
+                after[(event.type, event.state_key)] = eid
+                if shared is not None and eid not in shared.after:
+                    shared.after[eid] = after
         else:
             after = before if isinstance(before, dict) else dict(before)
         self._after[eid] = after
