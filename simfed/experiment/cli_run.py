@@ -1,0 +1,120 @@
+"""``simfed run``: run a scenario file and write its results.
+
+Registered through :func:`add_parser` (see ``simfed.cli.COMMAND_MODULES``).
+
+Exit status: 0 when the run finished (converged or not: that is a result,
+not an error); 2 for a bad scenario or bad overrides (one line per problem on
+stderr, never a traceback); 1 when the results can't be written; 130 after
+Ctrl-C, once what was collected has been written (``"complete": false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run_command", "default_out_dir"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``run`` to the ``simfed`` command line."""
+    p = subparsers.add_parser(
+        "run",
+        help="run a scenario and write its results (Parquet tables, summary.json, plots)",
+        description="Run a scenario file and write its results: events, deliveries, state and "
+        "traffic tables (Parquet), summary.json (the resolved scenario, versions, headline "
+        "figures) and PNG plots. Ctrl-C stops the run and still writes what was collected.",
+    )
+    p.add_argument("file", metavar="SCENARIO", help="scenario TOML file")
+    p.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="results directory (default: results/<scenario name>-seed<N>/)",
+    )
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="override simulation.seed")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value, e.g. --set network.loss=0.1 --set servers.count=20 (repeatable)",
+    )
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar and no headline figures; print only the results directory",
+    )
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    p.set_defaults(func=run_command)
+
+
+def default_out_dir(file: str | Path, seed: int) -> Path:
+    """``results/<scenario file stem>-seed<N>`` (relative to the working directory)."""
+    return Path("results") / f"{Path(file).stem}-seed{seed}"
+
+
+def _report_invalid(file: str, exc) -> int:
+    for problem in exc.problems:
+        prefix = f"{file}: " if problem.path and problem.path != "--set" else ""
+        print(f"{prefix}{problem}", file=sys.stderr)
+    if len(exc.problems) > 1:
+        print(f"{file}: {len(exc.problems)} problems", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from simfed.experiment.scenario import ScenarioError, load_scenario
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        if args.seed < 0:
+            print(f"{args.file}: --seed: {args.seed} is too small (expected an integer >= 0)", file=sys.stderr)
+            return EXIT_INVALID
+        overrides.append(f"simulation.seed={args.seed}")
+    try:
+        scenario = load_scenario(args.file, overrides=overrides)
+    except ScenarioError as exc:
+        return _report_invalid(args.file, exc)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+    from simfed.experiment.runner import run_scenario
+
+    out = args.out if args.out is not None else default_out_dir(args.file, scenario.simulation.seed)
+    try:
+        result = run_scenario(
+            scenario,
+            out_dir=out,
+            progress=False if args.quiet else None,
+            name=Path(args.file).stem,
+            plots=args.plots,
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C while measuring or writing (after the simulation stopped).
+        print(f"simfed run: interrupted; results in {out} may be incomplete", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"simfed run: cannot write results to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    if args.quiet:
+        print(out)
+    else:
+        print(f"results: {out}/")
+        print(result.report())
+    if result.interrupted:
+        print(f"simfed run: interrupted at {result.end_t / 1000:.1f} s simulated; "
+              f"partial results written (complete = false)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK

@@ -1,0 +1,276 @@
+"""Run one scenario: simulate, build the tables, measure, write the results.
+
+:func:`run_scenario` is the one place a run happens; ``simfed run`` and
+:func:`simfed.run` are thin layers over it.
+
+Theory of operation
+-------------------
+1. A fresh :class:`~simfed.metrics.Recorder` is handed to the simulator
+   (``simfed.sim.world.simulate``, imported when a run starts so that this
+   module imports without SimPy). The recorder's ``run_id`` is a hash of the
+   resolved scenario, so the same scenario and seed give the same tables,
+   row for row, whatever machine or process runs them.
+2. The simulator calls ``progress(t_ms)`` and ``should_stop()`` about every
+   1% of the run. ``progress`` drives a tqdm bar in *simulated* seconds
+   (only when stderr is a terminal, or ``progress=True``). ``should_stop``
+   answers true after the first Ctrl-C: the runner turns SIGINT into a flag
+   for the duration of the run, so the simulator stops at its next check
+   and returns normally with ``completed=False``. A second Ctrl-C raises
+   ``KeyboardInterrupt`` at once; the runner still builds the tables from
+   whatever the recorder holds (it is our own object, not the simulator's).
+   Either way what was collected is measured and written, with
+   ``"complete": false`` in ``summary.json``, and the result says
+   ``interrupted``.
+3. ``recorder.tables()`` -> :func:`~simfed.metrics.headline` (with the
+   simulator's honest set and end time) -> ``summary``.
+4. With ``out_dir``, :meth:`RunResult.save` writes the Parquet tables, the
+   plots and, last, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from simfed.config import Scenario
+from simfed.experiment.results import RunResult
+from simfed.experiment.scenario import scenario_to_dict
+
+__all__ = ["run_scenario", "run_id_for", "package_versions", "Simulator"]
+
+#: ``simulate(scenario, *, recorder, progress, should_stop) -> SimResult``
+Simulator = Callable[..., Any]
+
+#: Distribution names whose versions go into ``summary.json``.
+VERSIONED = {
+    "simfed": "simfed",
+    "simpy": "simpy",
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "pyarrow": "pyarrow",
+    "pynacl": "PyNaCl",
+    "canonicaljson": "canonicaljson",
+    "pydantic": "pydantic",
+    "matplotlib": "matplotlib",
+}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python and the versions of the packages a run depends on (None if absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for key, dist in VERSIONED.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def run_id_for(scenario: Scenario) -> str:
+    """A short, stable ID of the resolved scenario (seed included)."""
+    blob = json.dumps(scenario_to_dict(scenario), sort_keys=True, separators=(",", ":"))
+    return "r" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class _Interrupt:
+    """Turns the first SIGINT of a run into a flag; the second raises."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    @contextmanager
+    def installed(self, on_first: Callable[[], None]) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers only in the main thread; Ctrl-C raises there anyway
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            # Someone (a notebook kernel, a test harness) chose their own
+            # handling: leave it alone; KeyboardInterrupt is still handled.
+            yield
+            return
+
+        def handler(signum, frame):  # noqa: ARG001 - signal API
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            on_first()
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Progress:
+    """A tqdm bar in simulated seconds, or nothing."""
+
+    def __init__(self, duration_ms: float, enabled: bool, label: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=round(duration_ms / 1000.0, 3),
+                unit="sim s",
+                desc=label,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} sim s "
+                "[{elapsed}<{remaining}]{postfix}",
+            )
+
+    def __call__(self, t_ms: float) -> None:
+        if self.bar is not None:
+            n = min(round(t_ms / 1000.0, 3), self.bar.total)
+            if n > self.bar.n:
+                self.bar.update(n - self.bar.n)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        else:
+            print(f"simfed: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_wanted(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    out_dir: str | Path | None,
+    progress: bool | None = None,
+    name: str | None = None,
+    run_id: str | None = None,
+    plots: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    simulator: Simulator | None = None,
+) -> RunResult:
+    """Run ``scenario`` and measure it; write the results when ``out_dir`` is given.
+
+    Parameters
+    ----------
+    scenario:
+        A validated scenario (see :func:`simfed.experiment.scenario.load_scenario`).
+    out_dir:
+        Directory for the Parquet tables, plots and ``summary.json``
+        (created if needed); ``None`` writes nothing.
+    progress:
+        Show a progress bar in simulated time on stderr: ``None`` (default)
+        when stderr is a terminal, ``True`` always, ``False`` never.
+    name:
+        A label for the progress bar and ``summary["name"]`` (default: the
+        scenario's description, or ``"run"``).
+    run_id:
+        The ``run_id`` column of every table (default :func:`run_id_for`).
+    plots:
+        Write the PNG plots with the tables (default true).
+    should_stop:
+        Polled with the simulator's progress checks; true stops the run early
+        as if Ctrl-C had been pressed (``complete`` false). For tests and
+        time-boxed runs.
+    simulator:
+        The ``simulate`` function to use; default ``simfed.sim.world.simulate``.
+
+    Returns
+    -------
+    RunResult
+        Also when stopped early: ``result.interrupted`` tells whether Ctrl-C
+        stopped it, ``result.complete`` whether it reached the end.
+    """
+    from simfed.metrics import Recorder, headline
+
+    if simulator is None:
+        from simfed.sim.world import simulate as simulator
+
+    label = name or scenario.description.split(":")[0].strip() or "run"
+    rid = run_id or run_id_for(scenario)
+    recorder = Recorder(run_id=rid)
+    interrupt = _Interrupt()
+    bar = _Progress(scenario.simulation.duration_ms, _progress_wanted(progress), label)
+
+    def stop() -> bool:
+        return interrupt() or bool(should_stop is not None and should_stop())
+
+    sim = None
+    t_start = time.perf_counter()
+    try:
+        with interrupt.installed(lambda: bar.note("Ctrl-C: stopping, writing what was collected "
+                                                  "(Ctrl-C again to abort at once)")):
+            try:
+                sim = simulator(scenario, recorder=recorder, progress=bar, should_stop=stop)
+            except KeyboardInterrupt:
+                interrupt.requested = True
+    finally:
+        bar.close()
+    sim_wall = time.perf_counter() - t_start
+
+    tables = recorder.tables()
+    if sim is not None:
+        honest = frozenset(sim.honest)
+        end_t = float(sim.end_t)
+        completed = bool(sim.completed) and not interrupt.requested
+        sim_wall = float(getattr(sim, "wall_time_s", sim_wall))
+    else:
+        from simfed.metrics import honest_servers, infer_end_t
+
+        honest = frozenset(honest_servers(tables))
+        end_t = infer_end_t(tables)
+        completed = False
+
+    summary: dict[str, Any] = {
+        "name": label,
+        "run_id": rid,
+        "description": scenario.description,
+        "scenario": scenario_to_dict(scenario),
+        "seed": scenario.simulation.seed,
+        "versions": package_versions(),
+        "complete": completed,
+        "interrupted": interrupt.requested,
+        "sim_end_ms": end_t,
+        "sim_duration_ms": scenario.simulation.duration_ms,
+        "honest_servers": sorted(honest),
+    }
+    summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
+    result = RunResult(
+        scenario=scenario,
+        tables=tables,
+        summary=summary,
+        sim=sim,
+        states=recorder.states,
+        interrupted=interrupt.requested,
+    )
+    summary["sim_wall_time_s"] = sim_wall
+    # Simulating and measuring; writing the files is not included.
+    summary["wall_time_s"] = time.perf_counter() - t_start
+    summary["out_dir"] = None
+    summary["out_files"] = []
+    if out_dir is not None:
+        result.save(out_dir, plots=plots)
+    return result

@@ -1,0 +1,107 @@
+"""Every shipped ``scenarios/*.toml`` is documented, valid, and runs.
+
+The runs use reduced sizes through overrides (4 servers, 60 s, workload
+stopping at 40 s, perturbations moved inside that window), the way the
+scenario files' users would try them; the full-size baseline runs under the
+``slow`` marker and must stay well under a minute of wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from simfed.experiment.runner import run_scenario
+from simfed.experiment.scenario import load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+FILES = sorted(SCENARIOS.glob("*.toml"))
+EXPECTED = {"baseline", "partition-heal", "lossy-network", "crash-restart", "big-room"}
+
+REDUCED = ["servers.count=4", "simulation.duration=60s", "workload.stop=40s", "metrics.sample_interval=1s"]
+#: Per scenario: keep its perturbation, inside the reduced run and servers.
+REDUCED_EXTRA = {
+    "partition-heal": [
+        'network.partitions[0].groups=[["hs0", "hs1"]]',
+        "network.partitions[0].start=10s",
+        "network.partitions[0].end=25s",
+    ],
+    "crash-restart": [
+        "faults[0].at=10s", "faults[0].restart=25s",
+        'faults[1].server="hs2"', "faults[1].at=15s", "faults[1].restart=20s",
+    ],
+    # 4 users at 0.02/min would send nothing in 40 s.
+    "big-room": ["workload.messages_per_user_per_minute=2"],
+}
+
+
+def reduced(path: Path) -> list[str]:
+    return REDUCED + REDUCED_EXTRA.get(path.stem, [])
+
+
+def ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_the_expected_scenarios_are_shipped():
+    assert EXPECTED <= {p.stem for p in FILES}
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids(FILES))
+def test_scenario_validates_and_is_documented(path):
+    scenario = load_scenario(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("#"), f"{path.name} should open with a comment saying what it studies"
+    lines = text.splitlines()
+    n_head = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    head = "\n".join(lines[:n_head]).lower()
+    assert n_head >= 5, f"{path.name}: the opening comment is too short"
+    assert "look at" in head, f"{path.name}: the opening comment should say what to look at"
+    assert scenario.description
+    # The workload stops a while before the end, so convergence can be measured.
+    assert scenario.simulation.duration_ms - scenario.workload_stop_ms >= 60_000
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids(FILES))
+def test_reduced_overrides_validate(path):
+    s = load_scenario(path, overrides=reduced(path))
+    assert s.servers.count == 4 and s.simulation.duration_ms == 60_000
+
+
+def _have_world() -> bool:
+    try:
+        import simfed.sim.world  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_world = pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
+
+
+@needs_world
+@pytest.mark.slow
+@pytest.mark.parametrize("path", FILES, ids=ids(FILES))
+def test_scenario_runs_at_reduced_size(path, tmp_path):
+    scenario = load_scenario(path, overrides=reduced(path))
+    res = run_scenario(scenario, out_dir=tmp_path, progress=False)
+    s = res.summary
+    assert s["complete"] is True
+    assert s["events_created"] > 0
+    assert s["events_lost"] == 0, s
+    assert s["converged"] is True, s
+    assert (tmp_path / "summary.json").exists()
+
+
+@needs_world
+@pytest.mark.slow
+def test_full_baseline_runs_well_under_a_minute(tmp_path):
+    t0 = time.perf_counter()
+    res = run_scenario(load_scenario(SCENARIOS / "baseline.toml"), out_dir=tmp_path, progress=False)
+    wall = time.perf_counter() - t0
+    assert res.summary["complete"] is True
+    assert res.summary["converged"] is True, res.summary
+    assert res.summary["events_lost"] == 0
+    assert wall < 45, f"baseline took {wall:.1f} s of wall time"
