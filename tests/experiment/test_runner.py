@@ -158,7 +158,7 @@ SUMMARY_KEYS = {
 
 
 def test_summary_json(tiny, tmp_path):
-    run_scenario(tiny, out_dir=tmp_path, simulator=fake_simulate, progress=False)
+    run_scenario(tiny, out_dir=tmp_path, simulator=fake_simulate, progress=False, plots=False)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(s)
     assert s["scenario"] == scenario_to_dict(tiny)
@@ -237,7 +237,7 @@ def test_ctrl_c_stops_cleanly_and_writes_partial_results(tiny, tmp_path):
         return fake_simulate(scenario, recorder=recorder, progress=progress, should_stop=stop)
 
     before = signal.getsignal(signal.SIGINT)
-    res = run_scenario(tiny, out_dir=tmp_path, simulator=interrupting, progress=False)
+    res = run_scenario(tiny, out_dir=tmp_path, simulator=interrupting, progress=False, plots=False)
     assert signal.getsignal(signal.SIGINT) is before
     assert res.interrupted and not res.complete
     s = json.loads((tmp_path / "summary.json").read_text())
@@ -253,7 +253,7 @@ def test_keyboard_interrupt_inside_simulator_still_writes(tiny, tmp_path):
         fake_simulate(scenario, recorder=recorder, progress=progress, should_stop=flips_after(40))
         raise KeyboardInterrupt
 
-    res = run_scenario(tiny, out_dir=tmp_path, simulator=raising, progress=False)
+    res = run_scenario(tiny, out_dir=tmp_path, simulator=raising, progress=False, plots=False)
     assert res.interrupted and res.sim is None
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["complete"] is False and s["events_created"] > 0
