@@ -583,6 +583,19 @@ class PartitionConfig(_Model):
         return tuple(n for group in self.groups for n in group)
 
 
+class LossWindow(_Model):
+    """``network.loss_window``: the period in which ``network.loss`` applies."""
+
+    start_ms: Duration = Field(0.0, alias="start")
+    end_ms: PositiveDuration = Field(alias="end")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LossWindow":
+        if not self.end_ms > self.start_ms:
+            raise ValueError(f"end ({self.end_ms} ms) must be after start ({self.start_ms} ms)")
+        return self
+
+
 class NetworkConfig(_Model):
     """``[network]``: links between every pair of servers."""
 
@@ -597,6 +610,9 @@ class NetworkConfig(_Model):
     """Per-server overrides of ``bandwidth``: ``{ hs0 = "1Mbit/s" }``."""
     partitions: tuple[PartitionConfig, ...] = ()
     """Partitions, applied while active; they may overlap in time."""
+    loss_window: LossWindow | None = None
+    """When ``loss`` applies: ``{ start = "30s", end = "4m" }``; outside it
+    the network loses nothing. Default: the whole run."""
 
 
 # --------------------------------------------------------------------------

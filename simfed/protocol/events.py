@@ -2,7 +2,8 @@
 
 Many simulated servers hold the same event, so exactly one ``Event`` object
 exists per event ID (and form: an event kept in redacted form after a content
-hash mismatch is a separate object). Everything derived from the PDU is
+hash mismatch is a separate object, and so is a copy carrying different
+signatures, since the ID does not cover them). Everything derived from the PDU is
 computed once, when the object is built.
 """
 
@@ -32,7 +33,21 @@ def server_name_of(identifier: str) -> str:
     return server
 
 
-_interned: "weakref.WeakValueDictionary[tuple[str, bool], Event]" = weakref.WeakValueDictionary()
+# Keyed by ID, form (full or redacted) and the signatures: an event ID does
+# not cover signatures, so copies of one event signed differently (or by a
+# forger) must not be conflated. ``_by_id`` answers "the event with this ID".
+_interned: "weakref.WeakValueDictionary[tuple[str, bool, str], Event]" = weakref.WeakValueDictionary()
+_by_id: "weakref.WeakValueDictionary[str, Event]" = weakref.WeakValueDictionary()
+
+
+def _sig_key(pdu: dict) -> str:
+    sigs = pdu.get("signatures")
+    if not sigs:
+        return ""
+    try:
+        return repr(sorted((k, sorted(v.items())) for k, v in sigs.items()))
+    except (AttributeError, TypeError):
+        return repr(sigs)
 
 
 class Event:
@@ -111,14 +126,21 @@ class Event:
         return cls._intern(pdu, rv.identifier, eid, True)
 
     @classmethod
+    def interned(cls, event_id: str) -> "Event | None":
+        """A live event with this ID, if any (auth edges are the same in every copy)."""
+        return _by_id.get(event_id)
+
+    @classmethod
     def _intern(cls, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> "Event":
-        k = (eid, content_hash_ok)
+        k = (eid, content_hash_ok, _sig_key(pdu))
         existing = _interned.get(k)
         if existing is not None:
             return existing
         ev = object.__new__(cls)
         ev._init(pdu, room_version, eid, content_hash_ok)
         _interned[k] = ev
+        if content_hash_ok or eid not in _by_id:
+            _by_id[eid] = ev
         return ev
 
     def _init(self, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> None:

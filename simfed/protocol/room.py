@@ -141,6 +141,7 @@ class RoomState:
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
         self._decided_before: StateMapT = {}
+        self._before: dict[str, StateMapT] = {}
         self.resolutions = 0
         self.auth_checks = 0
 
@@ -156,6 +157,10 @@ class RoomState:
     def state_after(self, event_id: str) -> dict[StateKey, str]:
         """The state after a DAG member (rejected events leave it unchanged)."""
         return self._after[event_id]
+
+    def stored_state_before(self, event_id: str) -> StateMapT | None:
+        """The state before a stored DAG member, as it was when stored."""
+        return self._before.get(event_id)
 
     def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
         self.resolutions += 1
@@ -256,16 +261,21 @@ class RoomState:
         before: StateMapT | None = None,
         soft_fail: bool = True,
         backfilled: bool = False,
+        decided: Decision | None = None,
     ) -> Decision:
         """Authorise, store and apply an event whose parents and auth events
         are held. ``before`` supplies the state before it (after a state
         fetch across a gap); ``soft_fail`` runs check 6 (skipped for
-        backfilled events, which also never move forward extremities)."""
+        backfilled events, which also never move forward extremities).
+        ``decided``: the answer :meth:`decide` just gave for this event (so a
+        caller can look before it stores)."""
         eid = event.event_id
         prior = self.status.get(eid)
         if prior is not None:
             return prior
-        decision = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
+        if decided is None:
+            decided = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
+        decision = decided
         before = self._decided_before
         self._store(event, decision, before, backfilled)
         return decision
@@ -305,6 +315,7 @@ class RoomState:
         eid = event.event_id
         self.graph.add(event, allow_missing=True)
         self.status[eid] = decision
+        self._before[eid] = before
         if decision.outcome == REJECTED:
             self.rejected[eid] = decision.code
             self._after[eid] = before if isinstance(before, dict) else dict(before)

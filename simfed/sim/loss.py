@@ -10,11 +10,11 @@ an instance belongs to one simulation run: build a new one per run (or call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
-__all__ = ["LossModel", "NoLoss", "BernoulliLoss", "GilbertElliottLoss"]
+__all__ = ["LossModel", "NoLoss", "BernoulliLoss", "GilbertElliottLoss", "WindowedLoss"]
 
 
 class LossModel(Protocol):
@@ -112,3 +112,18 @@ class GilbertElliottLoss:
         bad = (u >= self.p_bad_to_good) if bad else (u < self.p_good_to_bad)
         self._bad[key] = bad
         return rng.random() < (self.loss_bad if bad else self.loss_good)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowedLoss:
+    """``inner`` applies during ``[start_ms, end_ms)`` of simulated time; no
+    loss outside (``now`` gives the current time)."""
+
+    inner: LossModel
+    start_ms: float
+    end_ms: float
+    now: Callable[[], float]
+
+    def drops(self, src: str, dst: str, rng: np.random.Generator) -> bool:
+        t = self.now()
+        return self.start_ms <= t < self.end_ms and self.inner.drops(src, dst, rng)

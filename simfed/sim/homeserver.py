@@ -1,0 +1,721 @@
+"""A simulated homeserver: creates, sends, receives, fetches and stores events.
+
+Theory of operation. The protocol decisions (checks, authorisation, state,
+extremities) live in :mod:`simfed.protocol`; this module wires them to
+simulated time as Synapse does (protocol.md §4-§5):
+
+- Pushed PDUs arrive in ``/send`` transactions. The signature and content
+  hash checks run at once (failures are answered per PDU and counted);
+  the rest is staged per room and processed serially in the background, so
+  the response does not wait for gap filling.
+- A pushed event with unknown prev_events triggers ``/get_missing_events``
+  to the server that pushed it (limit 10). Pulled events whose own prevs are
+  still unknown are bridged with ``/state_ids`` at each missing prev (the
+  state events we lack are fetched with ``/event``, or ``/state`` when many
+  are missing, and stored as outliers). If the prevs of the pushed event
+  stay unknown, Synapse drops it; simfed retries the gap fill with backoff
+  (``gap_fill_retries``; 0 reproduces Synapse) so that a quiesced room
+  converges once the network heals.
+- Holes left behind (backward extremities: prevs never fetched because the
+  gap was longer than the get_missing_events limit, or history from before
+  a join) are filled by ``/backfill``, which Synapse does when a client
+  paginates back: simfed models readers doing so every
+  ``history_backfill_ms`` (0 turns it off).
+- Missing auth events are fetched with ``/event_auth``.
+- Then checks 4-6 (``RoomState``), persistence, forward extremities and
+  current state. Soft-failed and rejected events are stored too.
+- Every request is a round trip over the simulated network (latency, loss,
+  partitions, bandwidth) with a timeout; errors use Matrix's error bodies.
+
+Work a real server would do (signature checks, auth checks, resolutions) is
+counted per server in ``counters`` even where the simulation reuses an
+answer computed by content elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generator, Iterable
+
+import numpy as np
+import simpy
+
+from ..protocol import (
+    Event,
+    RoomState,
+    auth_events_for,
+    check_auth,
+    check_auth_events_sanity,
+)
+from ..protocol.checks import CheckResult
+from .federation import FederationSender
+from .transport import M_FORBIDDEN, M_NOT_FOUND, MatrixError, RequestFailed, Response
+
+if TYPE_CHECKING:
+    from .world import World
+
+__all__ = ["Homeserver", "HomeserverConfig", "VIA"]
+
+#: How an event reached a server (the ``via`` column of ``deliveries``).
+VIA = ("created", "push", "get_missing_events", "state_fetch", "backfill", "send_join", "event")
+
+OVERHEAD_BYTES = 300
+ID_BYTES = 48
+DEPTH_CAP = 2**53 - 1
+
+Proc = Generator[simpy.Event, Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HomeserverConfig:
+    """Behaviour constants of a homeserver (defaults are Synapse's)."""
+
+    room_version: str = "11"
+    algorithm: str = "v2"
+    compat: str = "spec"
+    prev_events_max: int = 10
+    get_missing_events_limit: int = 10
+    request_timeout_ms: float = 60_000.0
+    fetch_retries: int = 3
+    state_fetch_ratio: float = 0.1
+    backfill_limit: int = 100
+    dummy_events: bool = True
+    dummy_threshold: int = 10
+    dummy_interval_ms: float = 300_000.0
+    gap_fill_retries: int = 8
+    gap_fill_backoff_ms: float = 2_000.0
+    history_backfill_ms: float = 60_000.0
+
+
+class Homeserver:
+    """One simulated homeserver with its users, rooms, key and queues."""
+
+    def __init__(
+        self,
+        world: "World",
+        name: str,
+        *,
+        key: Any,
+        rng: np.random.Generator,
+        users: Iterable[str],
+        config: HomeserverConfig,
+        sender: FederationSender,
+        honest: bool = True,
+        clock_skew_ms: float = 0.0,
+    ) -> None:
+        self.world = world
+        self.env = world.env
+        self.name = name
+        self.key = key
+        self.rng = rng
+        self.users = list(users)
+        self.config = config
+        self.sender = sender
+        self.honest = honest
+        self.clock_skew_ms = clock_skew_ms
+        self.up = True
+        self.rooms: dict[str, RoomState] = {}
+        self.counters: Counter[str] = Counter()
+        self._epoch = 0
+        self._inbox: dict[str, deque[tuple[Event, str, str]]] = {}
+        self._busy: set[str] = set()
+        self._retries: dict[str, int] = {}
+        self._pending: set[str] = set()
+        self._handlers = {
+            "transaction": self._on_transaction,
+            "get_missing_events": self._on_get_missing_events,
+            "state_ids": self._on_state_ids,
+            "state": self._on_state,
+            "event": self._on_event,
+            "event_auth": self._on_event_auth,
+            "backfill": self._on_backfill,
+            "make_join": self._on_make_join,
+            "send_join": self._on_send_join,
+        }
+        world.transport.register(name, self._handle)
+
+    # -- time and identity ---------------------------------------------------
+
+    def now_ts(self) -> int:
+        """This server's wall clock in ms (simulated time plus its skew)."""
+        return int(self.world.epoch_ms + self.env.now + self.clock_skew_ms)
+
+    def _record(self, method: str, *args: Any, **kw: Any) -> None:
+        rec = self.world.recorder
+        if rec is not None:
+            getattr(rec, method)(*args, **kw)
+
+    def _outcome(self, ev: Event, outcome: str, via: str, reason: str | None = None) -> None:
+        self.counters[outcome] += 1
+        self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason)
+
+    # -- rooms -----------------------------------------------------------------
+
+    def new_room_state(self, room_id: str) -> RoomState:
+        c = self.config
+        room = RoomState(
+            c.room_version, algorithm=c.algorithm, compat=c.compat, room_id=room_id,
+            shared=self.world.shared_memo(room_id) if self.honest else None,
+            auth_chains=self.world.auth_chains,
+        )
+        self.rooms[room_id] = room
+        return room
+
+    def joined_servers(self, room: RoomState, state: dict | None = None) -> set[str]:
+        """Servers with a joined member in ``state`` (default: current state)."""
+        st = room.current_state() if state is None else state
+        out = set()
+        for (etype, skey), eid in st.items():
+            if etype == "m.room.member":
+                ev = room.events.get(eid)
+                if ev is not None and ev.membership == "join":
+                    out.add(skey.partition(":")[2])
+        return out
+
+    def is_joined(self, room_id: str, user: str) -> bool:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return False
+        eid = room.current_state().get(("m.room.member", user))
+        ev = room.events.get(eid) if eid else None
+        return ev is not None and ev.membership == "join"
+
+    # -- creating events -------------------------------------------------------
+
+    def create_event(
+        self, room_id: str, sender: str, etype: str, content: dict, state_key: str | None = None,
+        *, prev_events: list[str] | None = None,
+    ) -> Event | None:
+        """Build, sign, authorise, persist and send a new event.
+
+        Returns ``None`` (and counts ``refused``) when the auth rules refuse
+        it against the state it would be built on, as a server refuses a
+        client request: nothing is sent.
+        """
+        room = self.rooms.get(room_id)
+        if room is None or not self.up:
+            return None
+        if prev_events is None:
+            fwd = room.forward_extremities
+            prev_events = sorted(fwd, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
+        prevs = sorted(prev_events)
+        if len(prevs) == len(room.forward_extremities) and set(prevs) == room.forward_extremities:
+            state = room.current_state()
+        elif len(prevs) == 1:
+            state = room.state_after(prevs[0])
+        else:
+            state = room.resolve([room.state_after(p) for p in prevs])
+        depth = min(max((room.graph[p].depth for p in prevs), default=0) + 1, DEPTH_CAP)
+        fields: dict[str, Any] = {
+            "room_id": room_id, "sender": sender, "type": etype, "content": content,
+            "prev_events": prevs, "auth_events": auth_events_for(etype, state_key, sender, content, state),
+            "depth": depth, "origin_server_ts": self.now_ts(),
+        }
+        if state_key is not None:
+            fields["state_key"] = state_key
+        ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        self.counters["signed"] += 1
+        decision = room.decide(ev, soft_fail=False)
+        if decision.outcome != "accepted":
+            self.counters["refused"] += 1
+            return None
+        before_servers = self.joined_servers(room)
+        room.add(ev, decided=decision, soft_fail=False)
+        self._record("event_created", self.env.now, self.name, ev.event_id, room_id, etype,
+                     state_key is not None, depth, len(prevs), sender)
+        self._outcome(ev, "accepted", "created")
+        self._after_persist(room, ev)
+        self.fan_out(room, ev, before_servers)
+        return ev
+
+    def fan_out(self, room: RoomState, ev: Event, extra: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
+        """Queue ``ev`` for the servers the fan-out strategy names."""
+        targets = self.world.fanout.destinations(self, room, ev, set(extra))
+        skip = set(exclude) | {self.name}
+        for dest in sorted(targets - skip):
+            self.sender.send_pdu(dest, ev, ev.room_id)
+
+    def _after_persist(self, room: RoomState, ev: Event) -> None:
+        if ev.type == "m.room.member" and ev.state_key is not None and ev.state_key.endswith(":" + self.name):
+            self._membership_changed(room)
+
+    def _membership_changed(self, room: RoomState) -> None:
+        joined = any(self.is_joined(room.graph.room_id, u) for u in self.users)
+        key = (self.name, room.graph.room_id)
+        if self.world.server_in_room.get(key) != joined:
+            self.world.server_in_room[key] = joined
+            self._record("membership", self.env.now, self.name, room.graph.room_id, joined)
+
+    # -- requests ----------------------------------------------------------------
+
+    def request(self, dest: str, kind: str, body: dict, size: int) -> Proc:
+        """A federation request with "short" retries; returns a Response or RequestFailed."""
+        c = self.config
+        res: Response | RequestFailed = RequestFailed("timeout")
+        for attempt in range(c.fetch_retries + 1):
+            if attempt:
+                yield self.env.timeout(min(500.0 * 2 ** (attempt - 1), 2000.0) * self.rng.uniform(0.8, 1.4))
+            if not self.up:
+                return RequestFailed("connection")
+            res = yield self.world.transport.request(self.name, dest, kind, body, size, timeout_ms=c.request_timeout_ms)
+            self.counters[f"request:{kind}"] += 1
+            if isinstance(res, Response) and (res.ok or (400 <= res.status < 500 and res.status != 429)):
+                return res
+        return res
+
+    # -- receiving -----------------------------------------------------------------
+
+    def _handle(self, origin: str, kind: str, body: Any) -> Response | simpy.Event:
+        self.sender.on_contact(origin)
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
+        return handler(origin, body)
+
+    def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} is not in room {room_id}", 404)
+        if check_member and origin not in self.joined_servers(room) and not self._was_member(room, origin):
+            raise MatrixError(M_FORBIDDEN, f"{origin} is not in room {room_id}", 403)
+        return room
+
+    def _was_member(self, room: RoomState, server: str) -> bool:
+        """A server that ever had a member here may still fetch (gap filling after leaving)."""
+        return any(k[0] == "m.room.member" and k[1].endswith(":" + server) for k in room.current_state())
+
+    def check_pdu(self, ev: Event) -> CheckResult:
+        self.counters["signature_checks"] += 1
+        return self.world.check(ev)
+
+    def _on_transaction(self, origin: str, body: dict) -> Response:
+        results: dict[str, dict] = {}
+        for ev in body["pdus"]:
+            res = self.check_pdu(ev)
+            if res.status == "rejected":
+                results[res.event_id or "?"] = {"error": res.reason}
+                self.counters["dropped"] += 1
+                self._record("event_outcome", self.env.now, self.name, res.event_id or ev.event_id,
+                             ev.room_id, "dropped", "push", res.code.value if res.code else "invalid")
+                continue
+            results[res.event.event_id] = {}
+            self._stage(res.event, origin, "push")
+        return Response(200, {"pdus": results}, 64 + 60 * len(results))
+
+    def _stage(self, ev: Event, origin: str, via: str) -> None:
+        rid = ev.room_id
+        if rid not in self.rooms:
+            return
+        self._inbox.setdefault(rid, deque()).append((ev, origin, via))
+        if rid not in self._busy:
+            self._busy.add(rid)
+            self.env.process(self._room_worker(rid, self._epoch))
+
+    def _room_worker(self, room_id: str, epoch: int) -> Proc:
+        q = self._inbox[room_id]
+        try:
+            while q and self.up and epoch == self._epoch:
+                ev, origin, via = q.popleft()
+                yield from self._process_pushed(room_id, ev, origin, via)
+        finally:
+            if epoch == self._epoch:
+                self._busy.discard(room_id)
+
+    def _process_pushed(self, room_id: str, ev: Event, origin: str, via: str) -> Proc:
+        room = self.rooms.get(room_id)
+        if room is None or ev.event_id in room.status:
+            return
+        if room.graph.missing_parents(ev):
+            epoch = self._epoch
+            yield from self._get_missing_events(room, ev, origin)
+            if epoch != self._epoch or ev.event_id in room.status:
+                return
+            if room.graph.missing_parents(ev):
+                self._retry_later(room_id, ev, origin, via)
+                return
+        yield from self._persist(room, ev, origin, via)
+
+    def _retry_later(self, room_id: str, ev: Event, origin: str, via: str) -> None:
+        n = self._retries.get(ev.event_id, 0)
+        if n >= self.config.gap_fill_retries:
+            self._pending.discard(ev.event_id)
+            self._outcome(ev, "dropped", via, "missing_prev_events")
+            return
+        self._retries[ev.event_id] = n + 1
+        self._pending.add(ev.event_id)
+        delay = self.config.gap_fill_backoff_ms * 2**n * self.rng.uniform(0.8, 1.4)
+        epoch = self._epoch
+        servers = sorted(self.joined_servers(self.rooms[room_id]) - {self.name}) or [origin]
+        target = origin if n == 0 else servers[int(self.rng.integers(len(servers)))]
+
+        def again(_: simpy.Event) -> None:
+            if epoch == self._epoch and self.up:
+                self._pending.discard(ev.event_id)
+                self._stage(ev, target, via)
+
+        self.env.timeout(delay).callbacks.append(again)
+
+    def _get_missing_events(self, room: RoomState, ev: Event, origin: str) -> Proc:
+        have = [p for p in ev.prev_events if p in room.graph]
+        earliest = sorted(set(room.forward_extremities) | set(have))
+        body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
+                "limit": self.config.get_missing_events_limit, "min_depth": 0}
+        res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1))
+        if not isinstance(res, Response) or not res.ok:
+            return
+        pulled = []
+        for e in res.body["events"]:
+            chk = self.check_pdu(e)
+            if chk.status == "rejected":
+                self._record("event_outcome", self.env.now, self.name, e.event_id, e.room_id, "dropped",
+                             "get_missing_events", chk.code.value if chk.code else "invalid")
+                continue
+            pulled.append(chk.event)
+        for e in sorted(pulled, key=lambda x: (x.depth, x.event_id)):
+            if e.event_id not in room.status and e.event_id != ev.event_id:
+                yield from self._process_pulled(room, e, origin, "get_missing_events")
+
+    def _process_pulled(self, room: RoomState, ev: Event, origin: str, via: str, *, backfilled: bool = False) -> Proc:
+        missing = room.graph.missing_parents(ev)
+        if not missing:
+            yield from self._persist(room, ev, origin, via, backfilled=backfilled)
+            return
+        states = []
+        for m in missing:
+            st = yield from self._state_after_missing(room, m, origin)
+            if st is None:
+                self._outcome(ev, "dropped", via, "state_fetch_failed")
+                return
+            states.append(st)
+        states += [room.state_after(p) for p in ev.prev_events if p not in missing]
+        before = states[0] if len(states) == 1 else room.resolve(states)
+        yield from self._persist(room, ev, origin, via, before=before, backfilled=backfilled)
+
+    def _state_after_missing(self, room: RoomState, event_id: str, origin: str) -> Proc:
+        """The state after an event we do not hold, from ``origin``'s /state_ids."""
+        body = {"room_id": room.graph.room_id, "event_id": event_id}
+        res = yield from self.request(origin, "state_ids", body, OVERHEAD_BYTES + ID_BYTES)
+        if not isinstance(res, Response) or not res.ok:
+            return None
+        ids = list(res.body["pdu_ids"]) + list(res.body["auth_chain_ids"]) + [event_id]
+        missing = [i for i in dict.fromkeys(ids) if i not in room.events]
+        if missing:
+            ok = yield from self._fetch_outliers(room, missing, origin, event_id, len(ids))
+            if not ok:
+                return None
+        state = {}
+        for i in res.body["pdu_ids"]:
+            e = room.events.get(i)
+            if e is None or e.state_key is None:
+                return None
+            state[(e.type, e.state_key)] = i
+        m = room.events.get(event_id)
+        if m is not None and m.state_key is not None and event_id not in room.rejected:
+            state[(m.type, m.state_key)] = event_id
+        return state
+
+    def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
+        rid = room.graph.room_id
+        got: list[Event] = []
+        if len(ids) > max(5, self.config.state_fetch_ratio * total):
+            res = yield from self.request(origin, "state", {"room_id": rid, "event_id": at}, OVERHEAD_BYTES + ID_BYTES)
+            if not isinstance(res, Response) or not res.ok:
+                return False
+            got = list(res.body["pdus"]) + list(res.body["auth_chain"])
+            want = set(ids)
+            ev_res = yield from self.request(origin, "event", {"event_id": at}, OVERHEAD_BYTES + ID_BYTES)
+            if isinstance(ev_res, Response) and ev_res.ok:
+                got.append(ev_res.body["pdu"])
+            got = [e for e in got if e.event_id in want]
+        else:
+            calls = [self.env.process(self.request(origin, "event", {"event_id": i}, OVERHEAD_BYTES + ID_BYTES))
+                     for i in ids]
+            done = yield simpy.AllOf(self.env, calls)
+            for c in calls:
+                r = done[c]
+                if isinstance(r, Response) and r.ok:
+                    got.append(r.body["pdu"])
+        self._store_outliers(room, got, "state_fetch")
+        return all(i in room.events for i in ids)
+
+    def _store_outliers(self, room: RoomState, events: Iterable[Event], via: str) -> None:
+        """Check and store events known only as state/auth events (causal order)."""
+        fresh = {e.event_id: e for e in events if e.event_id not in room.events}
+        for e in sorted(fresh.values(), key=lambda x: (x.depth, x.event_id)):
+            chk = self.check_pdu(e)
+            if chk.status == "rejected":
+                continue
+            e = chk.event
+            own = [room.events.get(a) for a in e.auth_events]
+            self.counters["auth_checks"] += 1
+            sane = check_auth_events_sanity(e, own, room.rejected)
+            ok = sane.allowed and check_auth(
+                e, {(a.type, a.state_key): a for a in own if a is not None},
+                self.config.room_version, compat=self.config.compat).allowed
+            room.add_outlier(e)
+            if not ok:
+                room.rejected[e.event_id] = "auth_events"
+            self._outcome(e, "accepted" if ok else "rejected", via, None if ok else "auth_events")
+
+    def _persist(self, room: RoomState, ev: Event, origin: str, via: str, *, before: dict | None = None,
+                 backfilled: bool = False) -> Proc:
+        missing_auth = room.missing_auth_events(ev)
+        if missing_auth:
+            res = yield from self.request(origin, "event_auth", {"room_id": ev.room_id, "event_id": ev.event_id},
+                                          OVERHEAD_BYTES + ID_BYTES)
+            if isinstance(res, Response) and res.ok:
+                self._store_outliers(room, res.body["auth_chain"], "state_fetch")
+            if room.missing_auth_events(ev):
+                self._outcome(ev, "dropped", via, "missing_auth_events")
+                return
+        if ev.event_id in room.status:
+            return
+        if before is None and room.graph.missing_parents(ev):
+            return
+        d = room.add(ev, before=before, backfilled=backfilled)
+        self._retries.pop(ev.event_id, None)
+        self._outcome(ev, d.outcome, via, d.code or None)
+        if d.outcome != "rejected":
+            self._after_persist(room, ev)
+
+    # -- serving ----------------------------------------------------------------------
+
+    def _events_response(self, key: str, events: list[Event], **extra: Any) -> Response:
+        return Response(200, {key: events, **extra}, OVERHEAD_BYTES + sum(e.size_bytes for e in events))
+
+    def _on_get_missing_events(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        earliest = set(body.get("earliest_events", ()))
+        limit = min(int(body.get("limit", 10)), 20)
+        out: list[Event] = []
+        seen: set[str] = set()
+        queue: deque[str] = deque()
+        for latest in body["latest_events"]:
+            e = room.graph.events.get(latest)
+            if e is not None:
+                queue.extend(e.prev_events)
+        while queue and len(out) < limit:
+            eid = queue.popleft()
+            if eid in seen or eid in earliest:
+                continue
+            seen.add(eid)
+            e = room.graph.events.get(eid)
+            if e is None:
+                continue
+            out.append(e)
+            queue.extend(e.prev_events)
+        out.sort(key=lambda x: (x.depth, x.event_id))
+        return self._events_response("events", out)
+
+    def _state_and_chain(self, room: RoomState, event_id: str) -> tuple[list[str], list[str]]:
+        before = room.stored_state_before(event_id)
+        if before is None or event_id not in room.graph:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} has no state at {event_id}", 404)
+        state_ids = sorted(before.values())
+        chain = room.graph.auth_chains.union_chain(state_ids)
+        return state_ids, sorted(chain - set(state_ids))
+
+    def _on_state_ids(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ids, chain = self._state_and_chain(room, body["event_id"])
+        return Response(200, {"pdu_ids": ids, "auth_chain_ids": chain}, OVERHEAD_BYTES + ID_BYTES * (len(ids) + len(chain)))
+
+    def _held(self, room: RoomState, ids: Iterable[str]) -> list[Event]:
+        return [e for e in (room.events.get(i) for i in ids) if e is not None]
+
+    def _on_state(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ids, chain = self._state_and_chain(room, body["event_id"])
+        pdus, auth = self._held(room, ids), self._held(room, chain)
+        return Response(200, {"pdus": pdus, "auth_chain": auth},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in pdus) + sum(e.size_bytes for e in auth))
+
+    def _on_event(self, origin: str, body: dict) -> Response:
+        eid = body["event_id"]
+        for room in self.rooms.values():
+            e = room.events.get(eid)
+            if e is not None:
+                return Response(200, {"pdu": e}, OVERHEAD_BYTES + e.size_bytes)
+        raise MatrixError(M_NOT_FOUND, f"{self.name} does not hold {eid}", 404)
+
+    def _on_event_auth(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ev = room.events.get(body["event_id"])
+        if ev is None:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} does not hold {body['event_id']}", 404)
+        chain = self._held(room, room.graph.auth_chain(ev.event_id))
+        return self._events_response("auth_chain", chain)
+
+    def _on_backfill(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        limit = min(int(body.get("limit", 100)), 100)
+        heap = [room.graph.events[v] for v in body["v"] if v in room.graph]
+        out: dict[str, Event] = {}
+        while heap and len(out) < limit:
+            heap.sort(key=lambda x: (x.depth, x.event_id))
+            e = heap.pop()
+            if e.event_id in out:
+                continue
+            out[e.event_id] = e
+            heap.extend(p for p in (room.graph.events.get(x) for x in e.prev_events) if p is not None)
+        return Response(200, {"origin": self.name, "pdus": list(out.values())},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in out.values()))
+
+    def _on_make_join(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"], check_member=False)
+        user = body["user_id"]
+        fwd = sorted(room.forward_extremities, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
+        prevs = sorted(fwd)
+        state = room.current_state() if set(prevs) == room.forward_extremities else room.resolve(
+            [room.state_after(p) for p in prevs])
+        content = {"membership": "join"}
+        template = {
+            "room_id": room.graph.room_id, "sender": user, "type": "m.room.member", "state_key": user,
+            "content": content, "prev_events": prevs,
+            "auth_events": auth_events_for("m.room.member", user, user, content, state),
+            "depth": min(max(room.graph[p].depth for p in prevs) + 1, DEPTH_CAP),
+        }
+        return Response(200, {"event": template, "room_version": self.config.room_version}, OVERHEAD_BYTES * 2)
+
+    def _on_send_join(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"], check_member=False)
+        ev = body["event"]
+        chk = self.check_pdu(ev)
+        if chk.status == "rejected":
+            raise MatrixError("M_BAD_JSON", f"join event refused: {chk.reason}", 400)
+        ev = chk.event
+        if room.graph.missing_parents(ev) or room.missing_auth_events(ev):
+            raise MatrixError(M_FORBIDDEN, "join event cites events we do not hold", 403)
+        before_servers = self.joined_servers(room)
+        d = room.add(ev, soft_fail=False)
+        self._outcome(ev, d.outcome, "send_join", d.code or None)
+        if d.outcome == "rejected":
+            raise MatrixError(M_FORBIDDEN, f"join not allowed: {d.reason}", 403)
+        self.fan_out(room, ev, before_servers, exclude=[origin])
+        before = room.stored_state_before(ev.event_id) or {}
+        ids = sorted(before.values())
+        state = self._held(room, ids)
+        chain = self._held(room, sorted(room.graph.auth_chains.union_chain(ids + [ev.event_id]) - set(ids)))
+        return Response(200, {"state": state, "auth_chain": chain, "event": ev},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in state) + sum(e.size_bytes for e in chain))
+
+    # -- joining a room through a resident server -------------------------------------------
+
+    def join_via(self, room_id: str, user: str, resident: str) -> Proc:
+        """make_join / send_join through ``resident``, then backfill. Returns success."""
+        if room_id in self.rooms:
+            return self.create_event(room_id, user, "m.room.member", {"membership": "join"}, user) is not None
+        res = yield from self.request(resident, "make_join", {"room_id": room_id, "user_id": user}, OVERHEAD_BYTES)
+        if not isinstance(res, Response) or not res.ok or room_id in self.rooms or not self.up:
+            return False
+        fields = dict(res.body["event"], origin_server_ts=self.now_ts())
+        ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        self.counters["signed"] += 1
+        res = yield from self.request(resident, "send_join", {"room_id": room_id, "event": ev},
+                                      OVERHEAD_BYTES + ev.size_bytes)
+        if not isinstance(res, Response) or not res.ok or room_id in self.rooms or not self.up:
+            return False
+        room = self.new_room_state(room_id)
+        self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
+        before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
+        d = room.add(ev, before=before, soft_fail=False)
+        self._record("event_created", self.env.now, self.name, ev.event_id, room_id, ev.type, True,
+                     ev.depth, len(ev.prev_events), user)
+        self._outcome(ev, d.outcome, "created")
+        self._after_persist(room, ev)
+        self.env.process(self._backfill(room, resident, list(ev.prev_events)))
+        return d.outcome == "accepted"
+
+    def history_backfill_loop(self, epoch: int) -> Proc:
+        """Readers paginating back: backfill from backward extremities."""
+        interval = self.config.history_backfill_ms
+        while interval > 0 and self.up and epoch == self._epoch:
+            yield self.env.timeout(interval * self.rng.uniform(0.8, 1.2))
+            if not self.up or epoch != self._epoch:
+                return
+            for rid, room in sorted(self.rooms.items()):
+                holes = sorted(room.graph.backward_extremities - set(room.events))
+                peers = sorted(s for s in self.joined_servers(room) - {self.name} if self.world.servers[s].honest)
+                if holes and peers:
+                    peer = peers[int(self.rng.integers(len(peers)))]
+                    yield from self._backfill(room, peer, holes[:20])
+
+    def _backfill(self, room: RoomState, server: str, from_ids: list[str]) -> Proc:
+        body = {"room_id": room.graph.room_id, "v": from_ids, "limit": self.config.backfill_limit}
+        res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
+        if not isinstance(res, Response) or not res.ok:
+            return
+        events = []
+        for e in res.body["pdus"]:
+            chk = self.check_pdu(e)
+            if chk.status != "rejected":
+                events.append(chk.event)
+        for e in sorted(events, key=lambda x: (x.depth, x.event_id)):
+            if e.event_id not in room.status:
+                yield from self._process_pulled(room, e, server, "backfill", backfilled=True)
+
+    # -- catch-up, dummy events, faults -------------------------------------------------------
+
+    def catchup_events(self, destination: str, room_ids: Iterable[str]) -> list[tuple[str, list[Event]]]:
+        """Our newest events in each room, for a destination in catch-up."""
+        out = []
+        for rid in room_ids:
+            room = self.rooms.get(rid)
+            if room is not None and room.forward_extremities:
+                out.append((rid, [room.graph[e] for e in sorted(room.forward_extremities)]))
+        return out
+
+    def dummy_event_loop(self, epoch: int) -> Proc:
+        """Every interval, send a dummy event where forward extremities pile up."""
+        while self.up and epoch == self._epoch:
+            yield self.env.timeout(self.config.dummy_interval_ms)
+            if not self.up or epoch != self._epoch:
+                return
+            for rid, room in sorted(self.rooms.items()):
+                if len(room.forward_extremities) > self.config.dummy_threshold:
+                    user = next((u for u in self.users if self.is_joined(rid, u)), None)
+                    if user is not None:
+                        self.counters["dummy_events"] += 1
+                        self.create_event(rid, user, "org.matrix.dummy_event", {})
+
+    def backlog(self, room_id: str) -> int:
+        """Events this server knows it is missing in the room."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return 0
+        return len(room.graph.backward_extremities) + len(self._pending)
+
+    def crash(self) -> None:
+        """Down: in-memory queues and in-flight work are lost; storage is kept."""
+        self.up = False
+        self._epoch += 1
+        self._inbox.clear()
+        self._busy.clear()
+        self._pending.clear()
+        self._retries.clear()
+        self.sender.crash()
+        self.world.network.set_up(self.name, False)
+
+    def restart(self) -> None:
+        self.up = True
+        self._epoch += 1
+        self.world.network.set_up(self.name, True)
+        self.sender.restart()
+        self.start_loops()
+
+    def start_loops(self) -> None:
+        """The background loops of a running server."""
+        if self.config.dummy_events:
+            self.env.process(self.dummy_event_loop(self._epoch))
+        if self.config.history_backfill_ms > 0:
+            self.env.process(self.history_backfill_loop(self._epoch))
+
+
+def state_digest(state: dict) -> str:
+    """A short, order-independent hash of a state map."""
+    h = hashlib.sha1()
+    for (etype, skey), eid in sorted(state.items()):
+        h.update(f"{etype}\x00{skey}\x00{eid}\x01".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,302 @@
+"""Assemble a simulated federation from a scenario and run it.
+
+``simulate(scenario)`` builds the network, the transport, one homeserver
+(with its federation sender) per server, the workload and the faults, runs
+SimPy to the end of the scenario and returns a :class:`SimResult`. All
+randomness comes from the scenario seed, one independent stream per named
+component (``SeedSequence`` with a key derived from the component's name),
+so adding a server does not change what the others draw.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from ..config import Scenario
+from ..protocol import AuthChainIndex, Event, derive_server_key
+from ..protocol.checks import CheckResult, check_event
+from ..protocol.room import SharedStateMemo
+from .fanout import make_fanout
+from .federation import FederationConfig, FederationSender
+from .homeserver import Homeserver, HomeserverConfig, state_digest
+from .latency import (
+    ConstantLatency, LogNormalLatency, NormalLatency, RegionLatency, UniformLatency,
+    assign_regions, load_simblock_regions,
+)
+from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
+from .network import Network, Partition
+from .transport import RateLimit, Transport
+from .workload import Workload
+
+__all__ = ["SimResult", "World", "simulate"]
+
+EPOCH_MS = 1_700_000_000_000
+
+
+@dataclass
+class SimResult:
+    """What a run leaves behind: the servers (with their rooms) and the observations."""
+
+    scenario: Scenario
+    recorder: Any
+    end_t: float
+    completed: bool
+    honest: frozenset[str]
+    room_id: str
+    servers: dict[str, Homeserver]
+    wall_time_s: float
+    regions: dict[str, str] = field(default_factory=dict)
+
+    def final_states(self) -> dict[str, dict]:
+        """Each server's current resolved state of the room (servers in it)."""
+        return {n: dict(s.rooms[self.room_id].current_state()) for n, s in self.servers.items()
+                if self.room_id in s.rooms}
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {n: dict(s.counters) for n, s in self.servers.items()}
+
+
+def _latency(sc: Scenario, names: tuple[str, ...], rng: np.random.Generator) -> tuple[Any, dict[str, str]]:
+    lat = sc.network.latency
+    regions: dict[str, str] = {}
+    if sc.servers.regions is not None:
+        table = load_simblock_regions(2019)
+        if isinstance(sc.servers.regions, str):
+            regions = assign_regions(names, table.node_shares, rng)
+        else:
+            regions = dict(sc.servers.regions)
+    if lat.model == "constant":
+        return ConstantLatency(lat.delay_ms), regions
+    if lat.model == "uniform":
+        return UniformLatency(lat.low_ms, lat.high_ms), regions
+    if lat.model == "normal":
+        return NormalLatency(lat.mean_ms, lat.sd_ms), regions
+    if lat.model == "lognormal":
+        return LogNormalLatency(lat.median_ms, lat.sigma), regions
+    return RegionLatency.from_table(load_simblock_regions(2019), regions, jitter=lat.jitter), regions
+
+
+def _loss(sc: Scenario, env: simpy.Environment) -> Any:
+    loss = sc.network.loss
+    if loss.model == "bernoulli":
+        model = NoLoss() if loss.p == 0 else BernoulliLoss(loss.p)
+    else:
+        model = GilbertElliottLoss(loss.p_good_to_bad, loss.p_bad_to_good, loss.loss_good, loss.loss_bad)
+    w = sc.network.loss_window
+    if w is not None and not isinstance(model, NoLoss):
+        model = WindowedLoss(model, w.start_ms, w.end_ms, lambda: env.now)
+    return model
+
+
+class World:
+    """Everything one run shares: clock, network, servers, caches, recorder."""
+
+    def __init__(self, scenario: Scenario, recorder: Any = None) -> None:
+        self.scenario = sc = scenario
+        self.env = simpy.Environment()
+        self.recorder = recorder
+        self.epoch_ms = EPOCH_MS
+        self.seed = sc.simulation.seed
+        names = sc.server_names()
+        latency, self.regions = _latency(sc, names, self.rng("regions"))
+        self.network = Network(
+            self.env, names, latency=latency, loss=_loss(sc, self.env), rng=self.rng("network"),
+            upload_bps={n: sc.network.bandwidth_per_server.get(n, sc.network.bandwidth_bps) for n in names},
+            partitions=[Partition(p.start_ms, p.end_ms, p.groups, p.one_way) for p in sc.network.partitions],
+            observer=recorder,
+        )
+        rl = sc.federation.rate_limit
+        self.transport = Transport(
+            self.env, self.network,
+            rate_limit=RateLimit(rl.max_requests, rl.window_ms, exempt_kinds=frozenset({"transaction"}))
+            if rl.enabled else None,
+        )
+        self.fanout = make_fanout(sc.topology.strategy)
+        self.auth_chains = AuthChainIndex(Event.interned)
+        self._memos: dict[str, SharedStateMemo] = {}
+        self._checks: dict[Event, CheckResult] = {}
+        self._digests: dict[int, tuple[dict, str]] = {}
+        self.server_in_room: dict[tuple[str, str], bool] = {}
+        malicious = set(sc.servers.malicious)
+        keys = {n: derive_server_key(self.seed, n) for n in names}
+        self.keys = {n: {k.key_id: k.verify_key} for n, k in keys.items()}
+        f = sc.federation
+        fed_cfg = FederationConfig(
+            max_pdus_per_txn=f.max_pdus_per_txn, max_edus_per_txn=f.max_edus_per_txn,
+            request_timeout_ms=f.request_timeout_ms, max_retries=f.retry.max_retries,
+            backoff_initial_ms=f.retry.backoff_initial_ms, backoff_multiplier=f.retry.backoff_multiplier,
+            backoff_max_ms=f.retry.backoff_max_ms, catchup_threshold_ms=f.catchup_threshold_ms,
+        )
+        hs_cfg = HomeserverConfig(
+            room_version=sc.simulation.room_version, algorithm=sc.simulation.state_resolution,
+            prev_events_max=f.prev_events_max, get_missing_events_limit=f.get_missing_events_limit,
+            request_timeout_ms=min(f.request_timeout_ms, 60_000.0),
+            dummy_events=f.dummy_events.enabled, dummy_threshold=f.dummy_events.extremities_threshold,
+        )
+        skew_rng = self.rng("clock_skew")
+        self.servers: dict[str, Homeserver] = {}
+        for n in names:
+            users = [f"@u{i}:{n}" for i in range(sc.servers.users_per_server)]
+            hs = None
+
+            def provider(dest: str, rooms: Any, _n: str = n) -> Any:
+                return self.servers[_n].catchup_events(dest, rooms)
+
+            sender = FederationSender(self.env, n, self.transport, self.rng(f"sender/{n}"), fed_cfg,
+                                      catchup_provider=provider)
+            hs = Homeserver(self, n, key=keys[n], rng=self.rng(f"server/{n}"), users=users, config=hs_cfg,
+                            sender=sender, honest=n not in malicious, clock_skew_ms=self._skew(skew_rng))
+            self.servers[n] = hs
+            if recorder is not None:
+                recorder.server_info(n, n not in malicious, self.regions.get(n))
+        self.workload = Workload(self, self.rng("workload"))
+        self.room_id = self.workload.room_id
+
+    # -- shared, content-keyed caches ---------------------------------------------------
+
+    def rng(self, name: str) -> np.random.Generator:
+        """An independent stream for the component ``name``."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def shared_memo(self, room_id: str) -> SharedStateMemo:
+        memo = self._memos.get(room_id)
+        if memo is None:
+            memo = self._memos[room_id] = SharedStateMemo()
+        return memo
+
+    def check(self, ev: Event) -> CheckResult:
+        """check_event of a PDU, memoised by the (interned, immutable) event."""
+        hit = self._checks.get(ev)
+        if hit is None:
+            hit = self._checks[ev] = check_event(ev._pdu, self.scenario.simulation.room_version, self.keys, memo=True)
+        return hit
+
+    def digest(self, state: dict) -> str:
+        hit = self._digests.get(id(state))
+        if hit is None or hit[0] is not state:
+            hit = self._digests[id(state)] = (state, state_digest(state))
+        return hit[1]
+
+    def honest_servers(self) -> list[str]:
+        return [n for n, s in self.servers.items() if s.honest]
+
+    def _skew(self, rng: np.random.Generator) -> float:
+        sk = self.scenario.servers.clock_skew
+        if sk.distribution == "normal":
+            return float(rng.normal(sk.mean_ms, sk.sd_ms))
+        if sk.distribution == "uniform":
+            return float(rng.uniform(sk.low_ms, sk.high_ms))
+        return 0.0
+
+    # -- misbehaviour ----------------------------------------------------------------------
+
+    def forge(self, hs: Homeserver, room_id: str, n: int) -> None:
+        """A malicious server pushes an event it has no right to: alternately
+        one claiming a user of another server, and one whose signature was
+        broken by changing a signed field after signing."""
+        room = hs.rooms.get(room_id)
+        if room is None or not room.forward_extremities:
+            return
+        victims = [s for s in self.honest_servers() if s != hs.name]
+        prevs = sorted(room.forward_extremities)[:10]
+        sender = f"@u0:{victims[n % len(victims)]}" if (n % 2 == 0 and victims) else hs.users[0]
+        fields = {"room_id": room_id, "sender": sender, "type": "m.room.message",
+                  "content": {"msgtype": "m.text", "body": f"forged {n}"}, "prev_events": prevs,
+                  "auth_events": [], "depth": max(room.graph[p].depth for p in prevs) + 1,
+                  "origin_server_ts": hs.now_ts()}
+        ev = Event.create(fields, hs.name, hs.key, hs.config.room_version)
+        if sender == hs.users[0]:
+            pdu = ev.pdu()
+            pdu["origin_server_ts"] += 1
+            ev = Event.from_pdu(pdu, hs.config.room_version)
+        hs.counters["forged"] += 1
+        for dest in sorted(hs.joined_servers(room) - {hs.name}):
+            hs.sender.send_pdu(dest, ev, room_id)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _sampler(self) -> Any:
+        rid = self.room_id
+        rec = self.recorder
+        interval = self.scenario.metrics.sample_interval_ms
+        while True:
+            t = self.env.now
+            for name, hs in self.servers.items():
+                room = hs.rooms.get(rid)
+                if room is None:
+                    continue
+                st = room.current_state()
+                rec.state_sample(t, name, rid, hs.up, len(room.forward_extremities), self.digest(st), len(st),
+                                 hs.backlog(rid), state=st)
+            yield self.env.timeout(interval)
+
+    def _schedule_faults(self) -> None:
+        rec = self.recorder
+        for p in self.scenario.network.partitions:
+            self._at(p.start_ms, lambda p=p: rec and rec.perturbation(self.env.now, "partition_start",
+                                                                      " | ".join(",".join(g) for g in p.groups)))
+            self._at(p.end_ms, lambda p=p: rec and rec.perturbation(self.env.now, "partition_heal", ""))
+        for f in self.scenario.faults:
+            if f.kind == "crash":
+                hs = self.servers[f.server]
+                self._at(f.at_ms, lambda hs=hs: (hs.crash(), rec and rec.perturbation(self.env.now, "crash", hs.name)))
+                if f.restart_ms is not None:
+                    self._at(f.restart_ms,
+                             lambda hs=hs: (hs.restart(), rec and rec.perturbation(self.env.now, "restart", hs.name)))
+
+    def _at(self, t: float, fn: Callable[[], Any]) -> None:
+        self.env.timeout(max(0.0, t - self.env.now)).callbacks.append(lambda _e: fn())
+
+    def run(self, *, progress: Callable[[float], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> tuple[float, bool]:
+        self.workload.start()
+        for hs in self.servers.values():
+            hs.start_loops()
+        self._schedule_faults()
+        if self.recorder is not None:
+            self.env.process(self._sampler())
+        end = self.scenario.simulation.duration_ms
+        step = end / 100.0
+        t = 0.0
+        while t < end:
+            t = min(end, t + step)
+            self.env.run(until=t)
+            if progress is not None:
+                progress(t)
+            if should_stop is not None and should_stop():
+                return t, False
+        return end, True
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    recorder: Any = None,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SimResult:
+    """Run ``scenario`` and return the servers and observations.
+
+    ``recorder``: where observations go (a fresh
+    :class:`simfed.metrics.Recorder` if omitted); ``progress`` is called with
+    the simulated time about every 1% of the run; ``should_stop`` is polled
+    at the same points and ends the run early when it returns True.
+    """
+    if recorder is None:
+        from ..metrics import Recorder
+
+        recorder = Recorder(run_id=f"seed{scenario.simulation.seed}")
+    t0 = time.perf_counter()
+    world = World(scenario, recorder)
+    end_t, completed = world.run(progress=progress, should_stop=should_stop)
+    return SimResult(
+        scenario=scenario, recorder=recorder, end_t=end_t, completed=completed,
+        honest=frozenset(world.honest_servers()), room_id=world.room_id, servers=world.servers,
+        wall_time_s=time.perf_counter() - t0, regions=world.regions,
+    )
