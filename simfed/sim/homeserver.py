@@ -636,7 +636,9 @@ class Homeserver:
             if not self.up or epoch != self._epoch:
                 return
             for rid, room in sorted(self.rooms.items()):
-                holes = sorted(room.graph.backward_extremities - set(room.events))
+                # A prev fetched as an outlier (state fetch) is still a hole:
+                # its ancestry is unknown until it joins the DAG.
+                holes = sorted(e for e in room.graph.backward_extremities if e not in room.graph)
                 peers = sorted(s for s in self.joined_servers(room) - {self.name} if self.world.servers[s].honest)
                 if holes and peers:
                     peer = peers[int(self.rng.integers(len(peers)))]
@@ -685,7 +687,7 @@ class Homeserver:
         room = self.rooms.get(room_id)
         if room is None:
             return 0
-        return len(room.graph.backward_extremities) + len(self._pending)
+        return sum(1 for e in room.graph.backward_extremities if e not in room.graph) + len(self._pending)
 
     def crash(self) -> None:
         """Down: in-memory queues and in-flight work are lost; storage is kept."""

@@ -1,0 +1,157 @@
+"""Simulated federation end to end: delivery, convergence after faults, gap
+bridging, forged events, determinism (issue: simulated federation)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from simfed.experiment.scenario import load_scenario
+from simfed.metrics import headline
+from simfed.sim.transport import M_FORBIDDEN, M_NOT_FOUND
+from simfed.sim.world import simulate
+
+
+def scenario(seed: int = 0, **sections):
+    base = {
+        "simulation": {"seed": seed, "duration": "20m"},
+        "servers": {"count": 5, "users_per_server": 2},
+        "network": {"latency": {"model": "lognormal", "median": "50ms", "sigma": 0.5}},
+        "workload": {"messages_per_user_per_minute": 2, "state_changes_per_minute": 2, "stop": "4m"},
+    }
+    for k, v in sections.items():
+        base.setdefault(k, {}).update(v) if isinstance(v, dict) else base.__setitem__(k, v)
+    return load_scenario(base)
+
+
+def held(res, server):
+    room = res.servers[server].rooms[res.room_id]
+    return set(room.status) | set(room.graph.outliers)
+
+
+def in_room(res, n):
+    hs = res.servers[n]
+    return res.room_id in hs.rooms and any(hs.is_joined(res.room_id, u) for u in hs.users)
+
+
+def assert_converged(res):
+    """Honest servers still in the room agree; every event reached every
+    server that should hold it (simfed.metrics' definitions)."""
+    honest = sorted(n for n in res.honest if in_room(res, n))
+    assert len(honest) >= 2
+    states = res.final_states()
+    first = states[honest[0]]
+    for n in honest[1:]:
+        assert states[n] == first, f"{n} ended with a different state"
+    h = headline(res.recorder.tables(), honest=res.honest, states=res.recorder.states)
+    assert h["events_lost"] == 0
+    assert h["converged"], h
+    return h
+
+
+def test_no_loss_every_event_everywhere_same_extremities_and_state():
+    res = simulate(scenario(0))
+    names = sorted(res.servers)
+    created = set(res.recorder.tables()["events"]["event_id"])
+    assert len(created) > 50
+    for n in names:
+        assert held(res, n) >= created - set(), n
+    fwd = {n: frozenset(res.servers[n].rooms[res.room_id].forward_extremities) for n in names}
+    assert len(set(fwd.values())) == 1
+    assert_converged(res)
+
+
+@pytest.mark.parametrize("case", ["loss", "partition", "crash"])
+def test_converges_once_healthy_and_quiet(case):
+    extra = {
+        "loss": {"network": {"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}}},
+        "partition": {"network": {"partitions": [{"start": "1m", "end": "3m",
+                                                   "groups": [["hs0", "hs1"], ["hs2", "hs3", "hs4"]]}]}},
+        "crash": {"faults": [{"kind": "crash", "server": "hs2", "at": "1m", "restart": "2m30s"}]},
+    }[case]
+    res = simulate(scenario(1, **extra))
+    h = assert_converged(res)
+    assert h["events_created"] > 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_convergence_property_over_seeds(seed):
+    """Every honest server converges after loss, a partition and a crash heal."""
+    res = simulate(scenario(
+        seed,
+        network={"loss": 0.3, "loss_window": {"start": "10s", "end": "3m"},
+                 "partitions": [{"start": "30s", "end": "2m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4"]]}]},
+        faults=[{"kind": "crash", "server": f"hs{seed % 5}", "at": "1m", "restart": "3m"}],
+    ))
+    assert_converged(res)
+
+
+def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch():
+    # A partition longer than a transaction attempt's retries (~20 min):
+    # senders give up, enter catch-up and later send only their newest
+    # events, so hs2 faces a gap far longer than get_missing_events' limit.
+    res = simulate(scenario(
+        2,
+        simulation={"seed": 2, "duration": "100m"},
+        servers={"count": 3, "users_per_server": 2},
+        workload={"messages_per_user_per_minute": 1, "state_changes_per_minute": 1, "stop": "45m"},
+        network={"partitions": [{"start": "1m", "end": "40m", "groups": [["hs0", "hs1"], ["hs2"]]}]},
+    ))
+    hs2 = res.servers["hs2"]
+    assert hs2.counters["request:get_missing_events"] >= 1
+    assert hs2.counters["request:state_ids"] >= 1
+    d = res.recorder.tables()["deliveries"]
+    at2 = d[d["server"] == "hs2"]
+    assert (at2["via"] == "state_fetch").any()
+    assert_converged(res)
+
+
+def test_forged_and_badly_signed_events_are_dropped_counted_and_the_run_goes_on():
+    res = simulate(scenario(3, servers={"count": 5, "users_per_server": 2, "malicious": ["hs4"]}))
+    assert res.servers["hs4"].counters["forged"] > 0
+    d = res.recorder.tables()["deliveries"]
+    dropped = d[(d["outcome"] == "dropped") & d["server"].isin(sorted(res.honest))]
+    reasons = set(dropped["reason"].astype(str))
+    assert {"missing_signature", "bad_signature"} <= reasons
+    forged_ids = set(dropped["event_id"].astype(str))
+    for n in res.honest:
+        assert not forged_ids & set(res.servers[n].rooms[res.room_id].status), n
+    assert_converged(res)
+
+
+def test_same_scenario_and_seed_give_identical_observations():
+    a = simulate(scenario(4, network={"loss": 0.1})).recorder.tables()
+    b = simulate(scenario(4, network={"loss": 0.1})).recorder.tables()
+    for name in ("events", "deliveries", "state", "traffic", "membership"):
+        pd.testing.assert_frame_equal(a[name].drop(columns="run_id"), b[name].drop(columns="run_id"))
+    c = simulate(scenario(5, network={"loss": 0.1})).recorder.tables()
+    assert not a["events"]["event_id"].equals(c["events"]["event_id"])
+
+
+def test_requests_fail_with_matrix_errors():
+    res = simulate(scenario(6, simulation={"seed": 6, "duration": "1m"}, workload={"stop": "30s"}))
+    hs0 = res.servers["hs0"]
+    from simfed.sim.transport import MatrixError
+
+    with pytest.raises(MatrixError) as e:
+        hs0._on_event("hs1", {"event_id": "$nope"})
+    assert e.value.body()["errcode"] == M_NOT_FOUND
+    with pytest.raises(MatrixError) as e:
+        hs0._on_get_missing_events("stranger.example", {"room_id": res.room_id, "latest_events": [],
+                                                        "earliest_events": []})
+    assert e.value.body()["errcode"] == M_FORBIDDEN
+    with pytest.raises(MatrixError) as e:
+        hs0._on_state_ids("hs1", {"room_id": "!unknown:x", "event_id": "$x"})
+    assert e.value.body()["errcode"] == M_NOT_FOUND
+
+
+def test_dummy_events_bound_forward_extremities():
+    res = simulate(scenario(
+        7, simulation={"seed": 7, "duration": "20m"}, servers={"count": 8, "users_per_server": 2},
+        workload={"messages_per_user_per_minute": 20, "state_changes_per_minute": 0, "stop": "11m"},
+        network={"latency": {"model": "constant", "ms": 400}},
+        federation={"dummy_events": {"enabled": True, "extremities_threshold": 2}},
+    ))
+    assert sum(s.counters["dummy_events"] for s in res.servers.values()) > 0
+    assert_converged(res)
