@@ -98,10 +98,12 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "decision", "after", "hits")
+    __slots__ = ("before", "before_of", "decision", "after", "hits")
 
     def __init__(self) -> None:
         self.before: dict[frozenset[str], dict[StateKey, str]] = {}
+        #: the canonical state before each event stored canonically somewhere
+        self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
         self.after: dict[str, dict[StateKey, str]] = {}
         self.hits = 0
@@ -141,7 +143,11 @@ class RoomState:
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
         self._decided_before: StateMapT = {}
+        self._decided_canonical = False
         self._before: dict[str, StateMapT] = {}
+        #: events whose state after was computed from their full ancestry
+        #: (never across a gap): only such states are shared with others.
+        self._canonical: set[str] = set()
         self.resolutions = 0
         self.auth_checks = 0
 
@@ -179,16 +185,23 @@ class RoomState:
         key = frozenset(prevs)
         hit = self._before_memo.get(key)
         if hit is None:
-            shared = self.shared
-            if shared is not None and key in shared.before and all(p in self._after for p in key):
-                hit = shared.before[key]
+            hit = self._resolve_shared(key)
+            self._before_memo[key] = hit
+        return hit
+
+    def _resolve_shared(self, key: frozenset[str]) -> dict[StateKey, str]:
+        """Resolve the states after ``key``'s events, shared when canonical."""
+        shared = self.shared
+        canonical = shared is not None and key <= self._canonical
+        if canonical:
+            hit = shared.before.get(key)
+            if hit is not None:
                 shared.hits += 1
                 self.resolutions += 1
-            else:
-                hit = self.resolve([self._after[p] for p in sorted(key)])
-                if shared is not None:
-                    shared.before[key] = hit
-            self._before_memo[key] = hit
+                return hit
+        hit = self.resolve([self._after[p] for p in sorted(key)])
+        if canonical:
+            shared.before[key] = hit
         return hit
 
     def current_state(self) -> dict[StateKey, str]:
@@ -203,7 +216,7 @@ class RoomState:
                 key = frozenset(fwd)
                 hit = self._before_memo.get(key)
                 if hit is None:
-                    hit = self._before_memo[key] = self.resolve([self._after[f] for f in fwd])
+                    hit = self._before_memo[key] = self._resolve_shared(key)
                 self._current = hit
         return self._current
 
@@ -277,6 +290,10 @@ class RoomState:
             decided = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
         decision = decided
         before = self._decided_before
+        if self._decided_canonical:
+            self._canonical.add(eid)
+            if self.shared is not None:
+                self.shared.before_of.setdefault(eid, before)
         self._store(event, decision, before, backfilled)
         return decision
 
@@ -290,7 +307,14 @@ class RoomState:
     ) -> Decision:
         """What :meth:`add` would decide, without storing anything."""
         eid = event.event_id
-        shared = self.shared if before is None else None
+        if before is None:
+            canonical = all(p in self._canonical for p in event.prev_events)
+        else:
+            # State supplied across a gap (state fetch, join) is canonical
+            # when it equals what was computed from the full ancestry.
+            known = self.shared.before_of.get(eid) if self.shared is not None else None
+            canonical = known is not None and (known is before or known == before)
+        shared = self.shared if canonical else None
         if before is None and event.prev_events:
             if self.graph.missing_parents(event):
                 raise ValueError(f"{eid}: prev_events missing; pass before= (state fetched across the gap)")
@@ -306,6 +330,7 @@ class RoomState:
             shared.hits += 1
             self.auth_checks += 1
         self._decided_before = before
+        self._decided_canonical = canonical
         if decision.outcome == ACCEPTED and soft_fail and not backfilled and event.type != "m.room.create":
             if set(event.prev_events) != self.forward_extremities:
                 decision = self.soft_fail_check(event)
@@ -321,12 +346,12 @@ class RoomState:
             self._after[eid] = before if isinstance(before, dict) else dict(before)
             return
         if event.state_key is not None:
-            shared = self.shared
+            shared = self.shared if eid in self._canonical else None
             after = shared.after.get(eid) if shared is not None else None
-            if after is None or after.get((event.type, event.state_key)) != eid or len(after) < len(before):
+            if after is None:
                 after = dict(before)
                 after[(event.type, event.state_key)] = eid
-                if shared is not None and eid not in shared.after:
+                if shared is not None:
                     shared.after[eid] = after
         else:
             after = before if isinstance(before, dict) else dict(before)
