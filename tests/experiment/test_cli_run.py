@@ -181,3 +181,33 @@ def test_real_run(main, tiny_file, tmp_path, capsys):
     assert summary["complete"] is True and summary["events_created"] > 0
     assert {p.name for p in out.iterdir()} == {*TABLE_FILES.values(), *PLOT_FILES.values(),
                                                "summary.json"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
+def test_real_ctrl_c_in_a_real_process(tmp_path):
+    """SIGINT to a running ``simfed run`` (the big room takes ~20 s): exit 130,
+    partial results on disk, no traceback."""
+    import time
+
+    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
+    out = tmp_path / "big"
+    code = (
+        "import sys, simfed.cli as c\n"
+        f"c.COMMAND_MODULES = tuple(dict.fromkeys(c.COMMAND_MODULES + ({MODULE!r},)))\n"
+        "sys.exit(c.main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(scenarios / "big-room.toml"), "--out", str(out), "--no-plots"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["interrupted"] is True
+    assert 0 < summary["sim_end_ms"] < summary["sim_duration_ms"]
+    assert (out / "events.parquet").exists()
+    assert "INCOMPLETE" in stdout
