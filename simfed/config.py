@@ -655,9 +655,10 @@ class WorkloadConfig(_Model):
     profile_changes_per_user_per_hour: NonNegative = 0.0
     """Each user's rate of displayname/avatar changes (member state events)."""
     join_spread_ms: Duration = Field(0.0, alias="join_spread")
-    """0: every server is in the room at start. Otherwise hs0 creates the room
-    and the other servers join, through a resident server, at times spread
-    uniformly over ``[0, join_spread]``."""
+    """The first honest server creates the room at 0; every other server
+    joins through a resident server (make_join/send_join) at a time drawn
+    uniformly from ``[1 ms, join_spread + 1 ms]`` (0: all in the first
+    millisecond, though a join takes round trips and may need retries)."""
     start_ms: Duration = Field(0.0, alias="start")
     """When users begin sending."""
     stop_ms: Duration | None = Field(None, alias="stop")

@@ -82,6 +82,13 @@ def _latency(sc: Scenario, names: tuple[str, ...], rng: np.random.Generator) -> 
     return RegionLatency.from_table(load_simblock_regions(2019), regions, jitter=lat.jitter), regions
 
 
+def _with_rest(groups: tuple[tuple[str, ...], ...], names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Scenario semantics: servers listed in no group form one more group."""
+    listed = {s for g in groups for s in g}
+    rest = tuple(n for n in names if n not in listed)
+    return tuple(groups) + ((rest,) if rest else ())
+
+
 def _loss(sc: Scenario, env: simpy.Environment) -> Any:
     loss = sc.network.loss
     if loss.model == "bernoulli":
@@ -108,7 +115,8 @@ class World:
         self.network = Network(
             self.env, names, latency=latency, loss=_loss(sc, self.env), rng=self.rng("network"),
             upload_bps={n: sc.network.bandwidth_per_server.get(n, sc.network.bandwidth_bps) for n in names},
-            partitions=[Partition(p.start_ms, p.end_ms, p.groups, p.one_way) for p in sc.network.partitions],
+            partitions=[Partition(p.start_ms, p.end_ms, _with_rest(p.groups, names), p.one_way)
+                        for p in sc.network.partitions],
             observer=recorder,
         )
         rl = sc.federation.rate_limit
