@@ -13,3 +13,13 @@ def test_readme_python_blocks_run():
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
+
+
+def test_readme_scenario_example_validates():
+    from simfed.experiment.scenario import load_scenario
+
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    for text in blocks:
+        sc = load_scenario(text)
+        assert sc.servers.count == 12
