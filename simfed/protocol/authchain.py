@@ -29,25 +29,13 @@ class AuthChainIndex:
         self._lookup: Lookup = lookup.get if isinstance(lookup, Mapping) else lookup
         self._chains: dict[str, frozenset[str]] = {}
 
-    def chain(self, event_id: str) -> frozenset[str]:
-        """The auth chain of ``event_id`` (empty for an unknown event).
-
-        One walk, linear in the chain's size; chains cached earlier are
-        merged in whole instead of walked again. Only chains that were asked
-        for are cached, so a deep auth graph costs memory in proportion to
-        what callers use, never quadratically.
-        """
+    def _walk(self, starts: list[str], acc: set[str]) -> bool:
+        """Add everything reachable from ``starts`` through auth_events to
+        ``acc``, merging cached chains whole. True if no event was missing."""
         cache = self._chains
-        hit = cache.get(event_id)
-        if hit is not None:
-            return hit
         lookup = self._lookup
-        ev = lookup(event_id)
-        if ev is None:
-            return frozenset()
-        acc: set[str] = set()
         complete = True
-        stack = list(ev.auth_events)
+        stack = starts
         while stack:
             a = stack.pop()
             if a in acc:
@@ -62,9 +50,27 @@ class AuthChainIndex:
                 complete = False
                 continue
             stack.extend(x for x in aev.auth_events if x not in acc)
+        return complete
+
+    def chain(self, event_id: str) -> frozenset[str]:
+        """The auth chain of ``event_id`` (empty for an unknown event).
+
+        One walk, linear in the chain's size; chains cached earlier are
+        merged in whole instead of walked again. Only chains that were asked
+        for are cached, so a deep auth graph costs memory in proportion to
+        what callers use, never quadratically.
+        """
+        hit = self._chains.get(event_id)
+        if hit is not None:
+            return hit
+        ev = self._lookup(event_id)
+        if ev is None:
+            return frozenset()
+        acc: set[str] = set()
+        complete = self._walk(list(ev.auth_events), acc)
         fs = frozenset(acc)
         if complete:
-            cache[event_id] = fs
+            self._chains[event_id] = fs
         return fs
 
     def union_chain(self, event_ids: Iterable[str]) -> set[str]:
@@ -73,30 +79,17 @@ class AuthChainIndex:
         Chains cached earlier are merged in whole; nothing new is cached (a
         state set's union is rarely asked for twice).
         """
-        cache = self._chains
-        lookup = self._lookup
         acc: set[str] = set()
-        stack: list[str] = []
+        starts: list[str] = []
         for e in event_ids:
-            hit = cache.get(e)
+            hit = self._chains.get(e)
             if hit is not None:
                 acc |= hit
                 continue
-            ev = lookup(e)
+            ev = self._lookup(e)
             if ev is not None:
-                stack.extend(ev.auth_events)
-        while stack:
-            a = stack.pop()
-            if a in acc:
-                continue
-            acc.add(a)
-            sub = cache.get(a)
-            if sub is not None:
-                acc |= sub
-                continue
-            aev = lookup(a)
-            if aev is not None:
-                stack.extend(x for x in aev.auth_events if x not in acc)
+                starts.extend(ev.auth_events)
+        self._walk(starts, acc)
         return acc
 
 
