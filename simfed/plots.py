@@ -30,19 +30,18 @@ __all__ = [
 Tables = Mapping[str, pd.DataFrame]
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A figure outside pyplot: no backend is chosen or changed (a notebook's
+    inline backend keeps working, a headless run needs no display), and
+    nothing stays registered after the caller drops it."""
+    from matplotlib.figure import Figure
 
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def _new(title: str, figsize=(7.0, 4.0)):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    fig = _figure(figsize)
+    ax = fig.subplots()
     ax.set_title(title)
     return fig, ax
 
@@ -196,8 +195,8 @@ def plot_extremities(
 
 def plot_traffic(tables: Tables, *, path: str | Path | None = None):
     """Messages and bytes by kind, delivered vs dropped (stacked bars)."""
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.5), layout="constrained")
+    fig = _figure((11.0, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
     fig.suptitle("Traffic by message kind")
     tk = traffic_by_kind(tables)
     if tk.empty:
@@ -232,7 +231,6 @@ def save_all(
     end_t: float | None = None,
 ) -> list[Path]:
     """Write every figure as PNG into ``out_dir``; return the paths written."""
-    plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     div = divergence(tables, honest=honest, end_t=end_t)
@@ -246,8 +244,7 @@ def save_all(
     paths: list[Path] = []
     for name, job in jobs:
         p = out / name
-        fig = job(p)
-        plt.close(fig)
+        job(p)
         paths.append(p)
     return paths
 

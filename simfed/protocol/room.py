@@ -14,6 +14,7 @@ of the same prev set is computed once.
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -98,10 +99,16 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states")
+
+    #: resolutions kept per memo (oldest dropped first): bounds memory only.
+    MAX_RESOLUTIONS = 20_000
 
     def __init__(self) -> None:
-        self.before: dict[frozenset[str], dict[StateKey, str]] = {}
+        self.before: "OrderedDict[frozenset[str], dict[StateKey, str]]" = OrderedDict()
+        #: resolutions keyed by the identities of the distinct state maps
+        #: resolved (the maps are kept in the value, so identities stay valid)
+        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], dict]]" = OrderedDict()
         #: the canonical state before each event stored canonically somewhere
         self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
@@ -138,7 +145,7 @@ class RoomState:
         self.events = _Lookup(self.graph)
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
-        self._before_memo: dict[frozenset[str], dict[StateKey, str]] = {}
+        self._before_memo: "OrderedDict[frozenset[str], dict[StateKey, str]]" = OrderedDict()
         self.forward_extremities: set[str] = set()
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
@@ -186,11 +193,26 @@ class RoomState:
         hit = self._before_memo.get(key)
         if hit is None:
             hit = self._resolve_shared(key)
-            self._before_memo[key] = hit
+            self._remember_local(key, hit)
         return hit
 
+    def _remember_local(self, key: frozenset[str], value: dict[StateKey, str]) -> None:
+        memo = self._before_memo
+        memo[key] = value
+        if len(memo) > 1024:
+            memo.popitem(last=False)
+
     def _resolve_shared(self, key: frozenset[str]) -> dict[StateKey, str]:
-        """Resolve the states after ``key``'s events, shared when canonical."""
+        """Resolve the states after ``key``'s events, shared when canonical.
+
+        Identical state maps (the same object: non-state events share their
+        parents' maps, and canonical maps are shared between servers) are
+        resolved once; a single distinct map is the answer itself.
+        """
+        sets = [self._after[p] for p in sorted(key)]
+        distinct = list({id(m): m for m in sets}.values())
+        if len(distinct) == 1:
+            return distinct[0]
         shared = self.shared
         canonical = shared is not None and key <= self._canonical
         if canonical:
@@ -199,10 +221,25 @@ class RoomState:
                 shared.hits += 1
                 self.resolutions += 1
                 return hit
-        hit = self.resolve([self._after[p] for p in sorted(key)])
+            skey = frozenset(id(m) for m in distinct)
+            entry = shared.by_states.get(skey)
+            if entry is not None:
+                shared.hits += 1
+                self.resolutions += 1
+                hit = entry[1]
+                self._remember(shared.before, key, hit)
+                return hit
+        hit = self.resolve(distinct)
         if canonical:
-            shared.before[key] = hit
+            self._remember(shared.before, key, hit)
+            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), hit))
         return hit
+
+    @staticmethod
+    def _remember(memo: "OrderedDict", key: object, value: object) -> None:
+        memo[key] = value
+        if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
+            memo.popitem(last=False)
 
     def current_state(self) -> dict[StateKey, str]:
         """Resolution of the states after the forward extremities."""
@@ -216,7 +253,8 @@ class RoomState:
                 key = frozenset(fwd)
                 hit = self._before_memo.get(key)
                 if hit is None:
-                    hit = self._before_memo[key] = self._resolve_shared(key)
+                    hit = self._resolve_shared(key)
+                    self._remember_local(key, hit)
                 self._current = hit
         return self._current
 
