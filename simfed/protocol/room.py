@@ -57,6 +57,9 @@ class Decision:
 
 _OK = Decision(ACCEPTED)
 
+#: algorithms whose result keeps every unconflicted entry as it is
+_KEEPS_UNCONFLICTED = frozenset({"v2", "v1", "naive"})
+
 
 class _Lookup(MappingABC):
     """DAG members and outliers of a graph as one read-only mapping."""
@@ -297,10 +300,33 @@ class RoomState:
                 return Decision(REJECTED, "state_before", res.rule, res.reason)
         return _OK
 
+    def _current_auth_state(self, event: Event) -> dict[StateKey, Event]:
+        """``event``'s auth keys in the current state.
+
+        v2, v1 and the naive merge keep a key's value when every state set
+        holds the same event for it (v2 re-imposes unconflicted state last),
+        so when the event's auth keys are unconflicted across the forward
+        extremities their values are known without resolving: exact, and it
+        spares a resolution per received event in busy rooms.
+        """
+        if self._current is None and self.algorithm in _KEEPS_UNCONFLICTED and len(self.forward_extremities) > 1:
+            sets = [self._after[f] for f in self.forward_extremities]
+            first, rest = sets[0], sets[1:]
+            state: dict[StateKey, str] = {}
+            for k in auth_types_for_event(event.type, event.state_key, event.sender, event.content):
+                v = first.get(k)
+                if any(s.get(k) != v for s in rest):
+                    break
+                if v is not None:
+                    state[k] = v
+            else:
+                return self._auth_state_from(event, state)
+        return self._auth_state_from(event, self.current_state())
+
     def soft_fail_check(self, event: Event) -> Decision:
         """Check 6: against the current state (soft-fail on failure)."""
         self.auth_checks += 1
-        res = check_auth(event, self._auth_state_from(event, self.current_state()), self.room_version, compat=self.compat)
+        res = check_auth(event, self._current_auth_state(event), self.room_version, compat=self.compat)
         if res.allowed:
             return _OK
         return Decision(SOFT_FAILED, "current_state", res.rule, res.reason)
