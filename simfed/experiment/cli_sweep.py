@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "each run with its own seed derived from the base seed, its grid values and its repetition "
         "(sha256; see simfed.experiment.sweep). Writes DIR/sweep.json (the manifest), "
         "DIR/runs/<run_id>/summary.json per run, DIR/runs.parquet (one row per run) and "
-        "DIR/sweep_summary.parquet/.csv (mean and 95%% confidence interval per grid point). "
+        "DIR/sweep_summary.parquet/.csv (mean and 95% confidence interval per grid point). "
         "Running the same command again skips finished runs; Ctrl-C keeps them.",
     )
     p.add_argument("file", metavar="SCENARIO", help="scenario TOML file")

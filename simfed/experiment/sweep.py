@@ -85,6 +85,7 @@ from simfed.experiment.scenario import ScenarioError, _parse_value, apply_overri
 
 __all__ = [
     "sweep",
+    "load_sweep",
     "SweepResult",
     "RunSpec",
     "ManifestMismatch",
@@ -597,6 +598,11 @@ class _Store:
         if path.exists() and not isinstance(old, dict):
             raise ManifestMismatch(f"{path}: unreadable sweep manifest; use another --out directory")
         if old is None:
+            if self.root.is_dir() and any(self.root.iterdir()):
+                raise ManifestMismatch(
+                    f"{self.root}: not empty and not a sweep directory (no {MANIFEST_FILE}); "
+                    "choose a new or empty --out directory"
+                )
             self.root.mkdir(parents=True, exist_ok=True)
             _write_json(path, manifest)
             return
@@ -802,6 +808,11 @@ class SweepResult:
         return (f"<div><b>SweepResult</b>: {len(self.runs)}/{self.planned} runs, "
                 f"{len(self.errors)} errors{' (interrupted)' if self.interrupted else ''}"
                 f"{self.summary.to_html(index=False, float_format=lambda x: f'{x:.4g}')}</div>")
+
+
+def load_sweep(out_dir: str | os.PathLike[str]) -> SweepResult:
+    """Read a sweep directory (``runs.parquet``, ``sweep_summary.parquet``, ``sweep.json``)."""
+    return SweepResult.load(out_dir)
 
 
 def _fmt_ci(row: Mapping[str, Any], prefix: str, unit: str) -> str:

@@ -33,6 +33,7 @@ from simfed.experiment.sweep import (
     SweepResult,
     _T975,
     derive_seed,
+    load_sweep,
     mean_ci,
     parse_grid,
     parse_grid_item,
@@ -281,7 +282,8 @@ def test_resume_skips_finished_runs_and_recomputes_a_deleted_one(tmp_path):
     third = sweep(BASELINE, GRID, 1, workers=0, out_dir=out, **TINY)
     assert (third.computed, third.skipped) == (1, 3)
     _same_table(first.runs, third.runs)
-    loaded = SweepResult.load(out)
+    loaded = load_sweep(out)
+    assert isinstance(loaded, SweepResult) and loaded.complete and loaded.grid == manifest["grid"]
     _same_table(first.runs, loaded.runs)
     pd.testing.assert_frame_equal(third.summary, loaded.summary)
 
@@ -305,6 +307,11 @@ def test_resume_into_another_sweep_is_refused(main, tmp_path, capsys):
         sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, workers=0, out_dir=out, **TINY)
     with pytest.raises(ManifestMismatch, match="servers.count = 3 there, 4 now"):
         sweep(BASELINE, {"network.loss": [0]}, 1, workers=0, out_dir=out, **{**TINY, "servers__count": 4})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ManifestMismatch, match="not a sweep directory"):
+        sweep(BASELINE, {"network.loss": [0]}, 1, workers=0, out_dir=other, **TINY)
     rc = main(["sweep", str(BASELINE), "--grid", "network.loss=0", "--seed", "5", "--workers", "0",
                "--out", str(out), *(a for s in TINY_SET for a in ("--set", s))])
     err = capsys.readouterr().err
@@ -361,14 +368,19 @@ def test_local_processes_and_dask_give_identical_tables():
 
 def test_a_user_dask_client_is_used_and_left_open():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         res = sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, executor=client, **TINY)
         assert res.complete and len(res.runs) == 2
         assert client.status == "running"
         assert client.submit(lambda: 41 + 1).result() == 42
+        # --scheduler ADDRESS: the sweep's own client to a running cluster, closed after; the cluster stays.
+        by_address = sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, scheduler=cluster.scheduler_address, **TINY)
+        assert "Dask cluster at tcp://" in by_address.executor
+        assert client.submit(lambda: 41 + 1).result() == 42
     serial = sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, workers=0, **TINY)
     _same_table(serial.runs, res.runs)
+    _same_table(serial.runs, by_address.runs)
 
 
 def test_scheduler_and_executor_mistakes():
