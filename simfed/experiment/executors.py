@@ -58,6 +58,13 @@ __all__ = [
 START_METHODS = ("spawn", "forkserver")
 
 
+SCRIPT_GUARD_HINT = (
+    "a sweep was started while a worker process was importing the main script: local worker "
+    "processes import it, so start the sweep under `if __name__ == \"__main__\":` in a script "
+    "(notebooks and `python -c` need nothing)"
+)
+
+
 class ExecutorError(SimfedError, RuntimeError):
     """An executor can't be made (bad ``--scheduler``, unreachable cluster, ...).
 
@@ -300,6 +307,9 @@ def open_executor(
                              owned=True)
     if workers == 0:
         return SweepExecutor(SerialExecutor(), slots=1, description="this process", owned=True)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker is importing the user's script, which starts a sweep at import.
+        raise ExecutorError(SCRIPT_GUARD_HINT, usage=True)
     n = workers or os.cpu_count() or 1
     if max_runs is not None:
         n = max(1, min(n, max_runs))

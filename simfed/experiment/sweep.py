@@ -1074,10 +1074,15 @@ def sweep(
     if broken is not None and not interrupted:
         from simfed.experiment.executors import ExecutorError
 
+        from simfed.experiment.executors import SCRIPT_GUARD_HINT
+
         missing = len(specs) - len(runs)
+        hint = ""
+        if isinstance(broken, cf.BrokenExecutor) and "local processes" in (description or ""):
+            hint = f" (a worker process died; if it failed to start: {SCRIPT_GUARD_HINT})"
         err = ExecutorError(
-            f"the executor ({description}) stopped working: {type(broken).__name__}: {broken}; "
-            f"{missing} runs were not run" + (f" (run the same command to resume into {out_dir})" if store else "")
+            f"the executor ({description}) stopped working: {type(broken).__name__}: {broken}{hint}; "
+            f"{missing} runs were not run" + (f"; run the same command to resume into {out_dir}" if store else "")
         )
         err.result = result  # type: ignore[attr-defined]
         raise err
