@@ -5,6 +5,8 @@ What a researcher touches, importable from here (loaded on first use):
 - ``simfed.run(scenario_or_path, **overrides)``: run an experiment and get
   its tables, summary and plots (a ``RunResult``);
 - ``simfed.simulate(scenario)``: the simulation alone (a ``SimResult``);
+- ``simfed.sweep(scenario, grid={...}, repeat=N)``: many runs, in parallel
+  (a ``SweepResult`` with ``.runs`` and ``.summary``);
 - ``simfed.load_scenario(path_or_toml_or_dict)`` and ``simfed.Scenario``.
 
 ``simfed.protocol`` holds the Matrix logic (events, auth, state resolution).
@@ -24,6 +26,9 @@ _LAZY = {
     "load_results": ("simfed.api", "load_results"),
     "RunResult": ("simfed.experiment.results", "RunResult"),
     "simulate": ("simfed.sim.world", "simulate"),
+    "sweep": ("simfed.experiment.sweep", "sweep"),
+    "load_sweep": ("simfed.experiment.sweep", "load_sweep"),
+    "SweepResult": ("simfed.experiment.sweep", "SweepResult"),
     "load_scenario": ("simfed.experiment.scenario", "load_scenario"),
     "Scenario": ("simfed.config", "Scenario"),
     "ScenarioError": ("simfed.experiment.scenario", "ScenarioError"),

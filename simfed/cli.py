@@ -18,6 +18,7 @@ from . import __version__
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "simfed.experiment.cli_run",
+    "simfed.experiment.cli_sweep",
     "simfed.commands.resolve",
     "simfed.experiment.cli_scenario",
 )
