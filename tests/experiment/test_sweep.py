@@ -26,12 +26,12 @@ import pytest
 import simfed.cli
 from simfed.experiment import runner
 from simfed.experiment.scenario import ScenarioError, load_scenario
+from simfed.experiment.sweep_stats import _T975
 from simfed.experiment.sweep import (
     HEADLINE_COLUMNS,
     SUMMARY_METRICS,
     ManifestMismatch,
     SweepResult,
-    _T975,
     derive_seed,
     load_sweep,
     mean_ci,
