@@ -1,0 +1,164 @@
+"""The federation endpoints a simulated homeserver answers (protocol.md §5.3).
+
+``/get_missing_events``, ``/state_ids``, ``/state``, ``/event``,
+``/event_auth``, ``/backfill``, ``/make_join`` and ``/send_join``, each a
+handler ``(origin, body) -> Response`` that raises :class:`MatrixError` with
+Matrix's standard error body when it fails (M_NOT_FOUND for an unknown room
+or event, M_FORBIDDEN for a server not in the room). Mixed into
+:class:`~simfed.sim.homeserver.Homeserver`, which supplies ``rooms``,
+``config``, ``joined_servers``, ``check_pdu``, ``fan_out`` and ``_outcome``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Iterable
+
+from ..protocol import Event, RoomState, auth_events_for
+from .transport import M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
+
+__all__ = ["FederationServing", "OVERHEAD_BYTES"]
+
+#: Bytes of a request or response besides the events it carries.
+OVERHEAD_BYTES = 300
+ID_BYTES = 48
+DEPTH_CAP = 2**53 - 1
+
+
+class FederationServing:
+    """Request handlers of a homeserver (a mixin of ``Homeserver``)."""
+
+    name: str
+    rooms: dict[str, RoomState]
+
+    def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} is not in room {room_id}", 404)
+        if check_member and origin not in self.joined_servers(room) and not self._was_member(room, origin):
+            raise MatrixError(M_FORBIDDEN, f"{origin} is not in room {room_id}", 403)
+        return room
+
+    def _was_member(self, room: RoomState, server: str) -> bool:
+        """A server that ever had a member here may still fetch (gap filling after leaving)."""
+        return any(k[0] == "m.room.member" and k[1].endswith(":" + server) for k in room.current_state())
+
+    def _events_response(self, key: str, events: list[Event], **extra: Any) -> Response:
+        return Response(200, {key: events, **extra}, OVERHEAD_BYTES + sum(e.size_bytes for e in events))
+
+    def _on_get_missing_events(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        earliest = set(body.get("earliest_events", ()))
+        limit = min(int(body.get("limit", 10)), 20)
+        out: list[Event] = []
+        seen: set[str] = set()
+        queue: deque[str] = deque()
+        for latest in body["latest_events"]:
+            e = room.graph.events.get(latest)
+            if e is not None:
+                queue.extend(e.prev_events)
+        while queue and len(out) < limit:
+            eid = queue.popleft()
+            if eid in seen or eid in earliest:
+                continue
+            seen.add(eid)
+            e = room.graph.events.get(eid)
+            if e is None:
+                continue
+            out.append(e)
+            queue.extend(e.prev_events)
+        out.sort(key=lambda x: (x.depth, x.event_id))
+        return self._events_response("events", out)
+
+    def _state_and_chain(self, room: RoomState, event_id: str) -> tuple[list[str], list[str]]:
+        before = room.stored_state_before(event_id)
+        if before is None or event_id not in room.graph:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} has no state at {event_id}", 404)
+        state_ids = sorted(before.values())
+        chain = room.graph.auth_chains.union_chain(state_ids)
+        return state_ids, sorted(chain - set(state_ids))
+
+    def _on_state_ids(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ids, chain = self._state_and_chain(room, body["event_id"])
+        return Response(200, {"pdu_ids": ids, "auth_chain_ids": chain}, OVERHEAD_BYTES + ID_BYTES * (len(ids) + len(chain)))
+
+    def _held(self, room: RoomState, ids: Iterable[str]) -> list[Event]:
+        return [e for e in (room.events.get(i) for i in ids) if e is not None]
+
+    def _on_state(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ids, chain = self._state_and_chain(room, body["event_id"])
+        pdus, auth = self._held(room, ids), self._held(room, chain)
+        return Response(200, {"pdus": pdus, "auth_chain": auth},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in pdus) + sum(e.size_bytes for e in auth))
+
+    def _on_event(self, origin: str, body: dict) -> Response:
+        eid = body["event_id"]
+        for room in self.rooms.values():
+            e = room.events.get(eid)
+            if e is not None:
+                return Response(200, {"pdu": e}, OVERHEAD_BYTES + e.size_bytes)
+        raise MatrixError(M_NOT_FOUND, f"{self.name} does not hold {eid}", 404)
+
+    def _on_event_auth(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        ev = room.events.get(body["event_id"])
+        if ev is None:
+            raise MatrixError(M_NOT_FOUND, f"{self.name} does not hold {body['event_id']}", 404)
+        chain = self._held(room, room.graph.auth_chain(ev.event_id))
+        return self._events_response("auth_chain", chain)
+
+    def _on_backfill(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"])
+        limit = min(int(body.get("limit", 100)), 100)
+        heap = [room.graph.events[v] for v in body["v"] if v in room.graph]
+        out: dict[str, Event] = {}
+        while heap and len(out) < limit:
+            heap.sort(key=lambda x: (x.depth, x.event_id))
+            e = heap.pop()
+            if e.event_id in out:
+                continue
+            out[e.event_id] = e
+            heap.extend(p for p in (room.graph.events.get(x) for x in e.prev_events) if p is not None)
+        return Response(200, {"origin": self.name, "pdus": list(out.values())},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in out.values()))
+
+    def _on_make_join(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"], check_member=False)
+        user = body["user_id"]
+        fwd = sorted(room.forward_extremities, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
+        prevs = sorted(fwd)
+        state = room.current_state() if set(prevs) == room.forward_extremities else room.resolve(
+            [room.state_after(p) for p in prevs])
+        content = {"membership": "join"}
+        template = {
+            "room_id": room.graph.room_id, "sender": user, "type": "m.room.member", "state_key": user,
+            "content": content, "prev_events": prevs,
+            "auth_events": auth_events_for("m.room.member", user, user, content, state),
+            "depth": min(max(room.graph[p].depth for p in prevs) + 1, DEPTH_CAP),
+        }
+        return Response(200, {"event": template, "room_version": self.config.room_version}, OVERHEAD_BYTES * 2)
+
+    def _on_send_join(self, origin: str, body: dict) -> Response:
+        room = self._room_for(origin, body["room_id"], check_member=False)
+        ev = body["event"]
+        chk = self.check_pdu(ev)
+        if chk.status == "rejected":
+            raise MatrixError("M_BAD_JSON", f"join event refused: {chk.reason}", 400)
+        ev = chk.event
+        if room.graph.missing_parents(ev) or room.missing_auth_events(ev):
+            raise MatrixError(M_FORBIDDEN, "join event cites events we do not hold", 403)
+        before_servers = self.joined_servers(room)
+        d = room.add(ev, soft_fail=False)
+        self._outcome(ev, d.outcome, "send_join", d.code or None)
+        if d.outcome == "rejected":
+            raise MatrixError(M_FORBIDDEN, f"join not allowed: {d.reason}", 403)
+        self.fan_out(room, ev, before_servers, exclude=[origin])
+        before = room.stored_state_before(ev.event_id) or {}
+        ids = sorted(before.values())
+        state = self._held(room, ids)
+        chain = self._held(room, sorted(room.graph.auth_chains.union_chain(ids + [ev.event_id]) - set(ids)))
+        return Response(200, {"state": state, "auth_chain": chain, "event": ev},
+                        OVERHEAD_BYTES + sum(e.size_bytes for e in state) + sum(e.size_bytes for e in chain))
+
