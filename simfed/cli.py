@@ -23,9 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simfed.experiment.cli_scenario",
 )
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from .exitcodes import EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ..exitcodes import EXIT_INVALID
 from ..protocol import (
     Event,
     RoomInputError,
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                            compat=args.compat, keys_path=args.keys)
     except InputError as e:
         print(f"simfed resolve: {e}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0

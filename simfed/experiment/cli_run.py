@@ -16,10 +16,7 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run_command", "default_out_dir"]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
-EXIT_INTERRUPTED = 130
+from simfed.exitcodes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,8 +15,7 @@ from .scenario import ScenarioError, json_schema, load_scenario
 
 __all__ = ["add_parser"]
 
-EXIT_OK = 0
-EXIT_INVALID = 2
+from simfed.exitcodes import EXIT_INVALID, EXIT_OK
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

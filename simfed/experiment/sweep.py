@@ -78,6 +78,7 @@ import pandas as pd
 
 from simfed.experiment.scenario import load_scenario, scenario_to_dict
 
+from simfed.experiment.runner import _progress_wanted
 from simfed.experiment.grid import SEED_SCHEME, RunSpec, derive_seed, normalise_grid, parse_grid, parse_grid_item, plan_runs
 from simfed.experiment.sweep_stats import (
     HEADLINE_COLUMNS, SUMMARY_METRICS, _isnan, _record, flatten_summary, mean_ci, runs_frame, summarise_runs,
@@ -310,15 +311,6 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress_wanted(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _simfed_version() -> str:

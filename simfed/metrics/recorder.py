@@ -41,7 +41,6 @@ categoricals (pyarrow stores them as dictionary columns).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 
