@@ -13,7 +13,6 @@ of the same prev set is computed once.
 
 from __future__ import annotations
 
-import heapq
 from collections import OrderedDict
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
 from .stateres import get_resolver, resolve_state
+from .toposort import CycleError, toposort
 
 __all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "process_room"]
 
@@ -494,30 +494,20 @@ class RoomInputError(ValueError):
 
 def causal_order(events: Mapping[str, Event]) -> list[str]:
     """Every event after its prev_events and auth_events; ties by (depth, ID)."""
-    indeg: dict[str, int] = {}
-    succ: dict[str, list[str]] = {e: [] for e in events}
+    preds: dict[str, set[str]] = {}
     for eid, ev in events.items():
         parents = set(ev.prev_events) | set(ev.auth_events)
         for p in parents:
             if p not in events:
                 kind = "prev_event" if p in ev.prev_events else "auth_event"
                 raise RoomInputError(f"event {eid} ({ev.type}) names {kind} {p}, which is not in the input", eid)
-            succ[p].append(eid)
-        indeg[eid] = len(parents)
-    heap = [(events[e].depth, e) for e, d in indeg.items() if d == 0]
-    heapq.heapify(heap)
-    out: list[str] = []
-    while heap:
-        _, e = heapq.heappop(heap)
-        out.append(e)
-        for s in succ[e]:
-            indeg[s] -= 1
-            if indeg[s] == 0:
-                heapq.heappush(heap, (events[s].depth, s))
-    if len(out) != len(events):
-        stuck = sorted(e for e, d in indeg.items() if d > 0)
-        raise RoomInputError(f"the events form a cycle (or depend on one): {stuck[0]} and {len(stuck) - 1} more", stuck[0])
-    return out
+        preds[eid] = parents
+    try:
+        return toposort(events, preds, lambda e: (events[e].depth, e))
+    except CycleError as e:
+        raise RoomInputError(
+            f"the events form a cycle (or depend on one): {e.stuck[0]} and {len(e.stuck) - 1} more", e.stuck[0]
+        ) from None
 
 
 def process_room(

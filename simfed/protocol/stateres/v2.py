@@ -26,12 +26,12 @@ previously rejected (item 5)  considered again         skipped
 
 from __future__ import annotations
 
-import heapq
 from typing import Container, Iterable, Mapping, Sequence
 
 from ..auth import PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
 from ..authchain import auth_chain_difference
 from ..events import Event
+from ..toposort import CycleError, toposort
 from . import ResolutionContext, StateMap, register, separate
 
 __all__ = ["resolve_v2"]
@@ -75,27 +75,11 @@ def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext
 
 
 def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list[str]:
-    """Kahn's algorithm: an event comes after everything in ``preds[event]``;
-    among ready events the smallest ``key`` first."""
-    nodes = list(nodes)
-    remaining = {n: len(preds[n]) for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in nodes}
-    for n in nodes:
-        for p in preds[n]:
-            succs[p].append(n)
-    heap = [(key(n), n) for n in nodes if remaining[n] == 0]
-    heapq.heapify(heap)
-    out: list[str] = []
-    while heap:
-        _, n = heapq.heappop(heap)
-        out.append(n)
-        for s in succs[n]:
-            remaining[s] -= 1
-            if remaining[s] == 0:
-                heapq.heappush(heap, (key(s), s))
-    if len(out) != len(nodes):
-        raise ValueError("the auth graph of the conflicted events has a cycle")
-    return out
+    """Reverse topological power order: ancestors first, then by ``key``."""
+    try:
+        return toposort(nodes, preds, key)
+    except CycleError:
+        raise ValueError("the auth graph of the conflicted events has a cycle") from None
 
 
 def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext) -> list[str]:
