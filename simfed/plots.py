@@ -24,6 +24,8 @@ __all__ = [
     "plot_divergence",
     "plot_extremities",
     "plot_traffic",
+    "plot_edus",
+    "plot_services",
     "save_all",
 ]
 
@@ -253,4 +255,88 @@ def _with_marks(fn, div: pd.DataFrame, tables: Tables, path: Path):
     fig = fn(div)
     if not div.empty:
         _mark_perturbations(fig.axes[0], tables)
+    return _finish(fig, path)
+
+
+# -- EDUs and services (simfed.metrics.services) ---------------------------------------
+
+
+def plot_edus(tables: Tables, *, path: str | Path | None = None):
+    """EDUs received by type (messages, entries, bytes) and presence amplification."""
+    from simfed.metrics.services import edu_traffic, presence_amplification
+
+    fig = _figure((11.0, 4.0))
+    ax1, ax2 = fig.subplots(1, 2)
+    fig.suptitle("EDU traffic by type (received)")
+    et = edu_traffic(tables)
+    if et.empty:
+        _empty(ax1, "EDUs")
+        _empty(ax2, "EDUs")
+        return _finish(fig, path)
+    kinds = list(et.index)
+    y = np.arange(len(kinds))
+    ax1.barh(y - 0.2, et["messages"], height=0.4, color="C0", label="EDUs")
+    ax1.barh(y + 0.2, et["entries"], height=0.4, color="C1", label="entries (users / receipts)")
+    ax1.set_yticks(y, kinds, fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("count")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax2.barh(y, et["bytes"] / 1000.0, color="C2")
+    ax2.set_yticks(y, kinds, fontsize=8)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("kB")
+    amp = presence_amplification(tables)
+    if amp["updates"]:
+        ax2.set_title(f"presence: {amp['updates']} updates, {amp['edus_per_change']:.1f} entries queued "
+                      f"and {amp['edus_received_per_change']:.1f} EDUs received per update", fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(axis="x", alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_services(tables: Tables, *, end_t: float | None = None, path: str | Path | None = None):
+    """ECDFs: presence staleness, profile staleness, directory and identity
+    lookup latency, identity replication lag and convergence."""
+    from simfed.metrics.services import (
+        directory_lookups,
+        identity_lags,
+        identity_lookups,
+        identity_replication,
+        presence_staleness,
+        profile_staleness,
+    )
+
+    fig = _figure((11.0, 7.0))
+    (a1, a2), (a3, a4) = fig.subplots(2, 2)
+    fig.suptitle("Services: staleness, lookup latency, replication")
+    st = presence_staleness(tables, end_t)
+    ps = profile_staleness(tables, end_t)
+    a1.set_title("staleness (time a server shows an old value)", fontsize=9)
+    _ecdf(a1, st["duration_ms"].to_numpy(float) if not st.empty else np.array([]), "presence state")
+    _ecdf(a1, ps["stale_ms"].to_numpy(float) if not ps.empty else np.array([]), "display name")
+    dl = directory_lookups(tables)
+    a2.set_title("directory lookups (not from cache)", fontsize=9)
+    remote = dl[~dl["cached"]]
+    for outcome in sorted(set(remote["outcome"])):
+        if outcome != "failed":
+            _ecdf(a2, remote[remote["outcome"] == outcome]["latency_ms"].to_numpy(float), outcome)
+    il = identity_lookups(tables)
+    a3.set_title("identity lookups", fontsize=9)
+    for outcome in sorted(set(il["outcome"])):
+        if outcome != "failed":
+            _ecdf(a3, il[il["outcome"] == outcome]["latency_ms"].to_numpy(float), outcome)
+    rep = identity_replication(tables)
+    a4.set_title("identity replication", fontsize=9)
+    _ecdf(a4, identity_lags(tables), "lag per (record, server)")
+    _ecdf(a4, rep["convergence_ms"].to_numpy(float) if not rep.empty else np.array([]),
+          "convergence per record (all servers)")
+    for ax in (a1, a2, a3, a4):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=7)
+            ax.set_xscale("log")
+        else:
+            _empty(ax, "observations")
+        ax.set_xlabel("simulated s")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
     return _finish(fig, path)

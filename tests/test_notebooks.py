@@ -23,12 +23,14 @@ EXPECTED = [
     "02-partition-and-heal",
     "03-compare-state-resolution",
     "04-sweep-loss-and-latency",
+    "05-topologies",
+    "06-presence-and-services",
 ]
 CELL_TIMEOUT_S = 120
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 

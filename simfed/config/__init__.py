@@ -55,7 +55,17 @@ from .network import (
     UniformLatency,
 )
 from .scenario import Scenario
-from .topology import TopologyConfig
+from .services import (
+    DirectoryConfig,
+    IdentityConfig,
+    PresenceConfig,
+    PresenceListsConfig,
+    ProfilesConfig,
+    ReceiptsConfig,
+    ServicesConfig,
+    TypingConfig,
+)
+from .topology import STRATEGIES, ChangeConfig, GossipConfig, RelayConfig, TopologyConfig, TreeConfig
 
 __all__ = [
     "REGIONS",
@@ -83,10 +93,23 @@ __all__ = [
     "RegionsLatency",
     "RetryConfig",
     "Scenario",
+    "ServicesConfig",
+    "PresenceConfig",
+    "PresenceListsConfig",
+    "TypingConfig",
+    "ReceiptsConfig",
+    "ProfilesConfig",
+    "DirectoryConfig",
+    "IdentityConfig",
     "ServersConfig",
     "SimulationConfig",
     "StateChangeMix",
+    "STRATEGIES",
+    "ChangeConfig",
+    "GossipConfig",
+    "RelayConfig",
     "TopologyConfig",
+    "TreeConfig",
     "UniformLatency",
     "UniformSkew",
     "WorkloadConfig",

@@ -16,6 +16,7 @@ from .base import (
 
 from .core import FaultConfig, FederationConfig, MetricsConfig, ServersConfig, SimulationConfig, WorkloadConfig
 from .network import NetworkConfig, RegionsLatency
+from .services import ServicesConfig
 from .topology import TopologyConfig
 
 
@@ -36,9 +37,12 @@ class Scenario(_Model):
     federation: FederationConfig = FederationConfig()
     metrics: MetricsConfig = MetricsConfig()
     topology: TopologyConfig = TopologyConfig()
+    services: ServicesConfig = ServicesConfig()
+    """EDUs (presence, typing, receipts), profiles, alias directory, identity servers; all off by default."""
 
     SECTIONS: ClassVar[tuple[str, ...]] = (
         "simulation", "servers", "network", "workload", "faults", "federation", "metrics", "topology",
+        "services",
     )
 
     @model_validator(mode="after")
@@ -46,19 +50,27 @@ class Scenario(_Model):
         names = self.server_names()
         known = set(names)
         problems: list[tuple[tuple[str | int, ...], Any, str]] = []
+        # Identity servers are network nodes too: partitions may name them.
+        nodes = known | set(self.services.identity.server_names())
         for k, partition in enumerate(self.network.partitions):
             for g, group in enumerate(partition.groups):
                 for i, name in enumerate(group):
-                    if name not in known:
+                    if name not in nodes:
                         problems.append(
-                            (("network", "partitions", k, "groups", g, i), name, _unknown_server(name, known))
+                            (("network", "partitions", k, "groups", g, i), name, _unknown_server(name, nodes))
                         )
+        clash = sorted(known & set(self.services.identity.server_names()))
+        if clash:
+            problems.append((("services", "identity", "count"), self.services.identity.count,
+                             f"identity server {show(clash[0])} has the name of a homeserver (identity servers are "
+                             "is0 .. is{count-1}; rename the homeservers)"))
         for name, bps in self.network.bandwidth_per_server.items():
             if name not in known:
                 problems.append((("network", "bandwidth_per_server", name), bps, _unknown_server(name, known)))
         for k, fault in enumerate(self.faults):
             if fault.server not in known:
                 problems.append((("faults", k, "server"), fault.server, _unknown_server(fault.server, known)))
+        problems += _topology_problems(self.topology, names)
         if isinstance(self.network.latency, RegionsLatency) and self.servers.regions is None:
             problems.append(
                 (
@@ -109,3 +121,50 @@ class Scenario(_Model):
             f"{n} server{'s' if n != 1 else ''}, {format_duration(self.simulation.duration_ms)}, "
             f"{self.simulation.state_resolution}"
         )
+
+
+def _topology_problems(topo: TopologyConfig, names: tuple[str, ...]) -> list[tuple[tuple[str | int, ...], Any, str]]:
+    """Servers named in ``[topology]`` must exist; the room must not be left empty."""
+    known = set(names)
+    problems: list[tuple[tuple[str | int, ...], Any, str]] = []
+    for i, hub in enumerate(topo.relay.hubs):
+        if hub not in known:
+            problems.append((("topology", "relay", "hubs", i), hub, _unknown_server(hub, known)))
+    graph = topo.graph
+    nodes: set[str] = set()
+    if graph is not None:
+        from .netgraph import graph_problems
+
+        problems += [(("topology", "graph") + p, v, m) for p, v, m in graph_problems(graph, names)]
+        nodes = set(graph.node_names())
+    for k, change in enumerate(topo.changes):
+        if change.kind in ("join", "leave") and change.server not in known:
+            problems.append((("topology", "changes", k, "server"), change.server, _unknown_server(change.server, known)))
+        elif change.kind == "link" and graph is None:
+            for j, name in enumerate(change.between):
+                if name not in known:
+                    problems.append((("topology", "changes", k, "between", j), name,
+                                     _unknown_server(name, known) + " (without [topology.graph], a link joins two servers)"))
+            if change.between[0] == change.between[1]:
+                problems.append((("topology", "changes", k, "between"), list(change.between),
+                                 f"{show(list(change.between))} names one server twice"))
+        elif change.kind == "link":
+            for j, name in enumerate(change.between):
+                if name not in nodes:
+                    problems.append((("topology", "changes", k, "between", j), name,
+                                     f"{show(name)} is not a node of the network graph"))
+        elif change.kind == "node" and graph is None:
+            problems.append((("topology", "changes", k, "node"), change.node,
+                             f"{show(change.node)}: a node change needs a network graph ([topology.graph])"))
+        elif change.kind == "node" and change.node not in nodes:
+            problems.append((("topology", "changes", k, "node"), change.node,
+                             f"{show(change.node)} is not a node of the network graph"))
+    first = {}
+    for change in sorted(topo.changes, key=lambda c: c.at_ms):
+        if change.kind in ("join", "leave"):
+            first.setdefault(change.server, change.kind)
+    late = [n for n in names if first.get(n) == "join"]
+    if names and len(late) == len(names):
+        problems.append((("topology", "changes"), late[0],
+                         "every server's first change is a join: no server is left to create the room"))
+    return problems

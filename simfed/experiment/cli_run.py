@@ -71,6 +71,7 @@ def _report_invalid(file: str, exc) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from simfed.errors import ScenarioMismatch
     from simfed.experiment.scenario import ScenarioError, load_scenario
 
     overrides = list(args.overrides)
@@ -104,6 +105,9 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"simfed run: cannot write results to {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except ScenarioMismatch as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
     if args.quiet:
         print(out)

@@ -72,6 +72,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default=None,
         help="sweep directory (default: results/<scenario name>-sweep/)",
     )
+    p.add_argument(
+        "--common-seeds",
+        dest="common_seeds",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a grid key whose values share seeds (paired comparison on the same traffic), "
+        "e.g. --common-seeds topology.strategy (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="base seed (default: the scenario's simulation.seed)")
     p.add_argument(
@@ -141,6 +150,7 @@ def sweep_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             set=list(args.overrides),
             start_method=args.start_method,
+            common_seeds=[k for item in args.common_seeds for k in item.split(",") if k],
         )
     except ScenarioError as exc:
         return _report_invalid(args.file, exc)

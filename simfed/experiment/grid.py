@@ -188,16 +188,24 @@ def _toml_item(key: str, value: Any) -> str:
     return f"{key}={_toml_value(value, key)}"
 
 
-def plan_runs(base: Any, grid: Mapping[str, Sequence[Any]], repeat: int) -> list[RunSpec]:
+def plan_runs(base: Any, grid: Mapping[str, Sequence[Any]], repeat: int,
+              common_seeds: Sequence[str] = ()) -> list[RunSpec]:
     """Every run of the sweep, point by point (grid order), repetitions within.
 
     ``base`` is a :class:`~simfed.config.Scenario`. Each grid point is
     validated; all problems are raised together as one
-    :class:`ScenarioError`.
+    :class:`ScenarioError`. Grid keys in ``common_seeds`` are left out of
+    the seed derivation: points that differ only in them share their seeds
+    (common random numbers: compare strategies on the same traffic).
     """
     if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
         raise ScenarioError(f"{repeat!r} is too small (expected an integer >= 1)", path="--repeat", value=repeat)
     grid = normalise_grid(grid)
+    common = {k.replace("__", ".") for k in common_seeds}
+    unknown = sorted(common - set(grid))
+    if unknown:
+        raise ScenarioError(f"{unknown[0]!r} is not a grid key (expected one of {', '.join(grid) or 'none'})",
+                            path="--common-seeds", value=unknown[0])
     base_dict = scenario_to_dict(base)
     base_seed = int(base.simulation.seed)
     keys = list(grid)
@@ -213,7 +221,7 @@ def plan_runs(base: Any, grid: Mapping[str, Sequence[Any]], repeat: int) -> list
                 problems.setdefault(str(p), p)
             continue
         for rep in range(repeat):
-            seed = derive_seed(base_seed, params, rep)
+            seed = derive_seed(base_seed, {k: v for k, v in params.items() if k not in common}, rep)
             scenario = json.loads(json.dumps(resolved))
             scenario["simulation"]["seed"] = seed
             specs.append(RunSpec(run_id_of(base_seed, params, rep), point, rep, seed, params, scenario))

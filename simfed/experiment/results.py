@@ -20,7 +20,8 @@ Files of a results directory
 ``summary.json``     the scenario as resolved, seed, versions, wall time,
                      ``complete`` and the headline figures (see
                      :mod:`simfed.metrics.summary`); written last
-``*.png``            convergence CDF, divergence, extremities, traffic
+``*.png``            convergence CDF, divergence, extremities, traffic, EDUs,
+                     services
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ PLOT_FILES: dict[str, str] = {
     "plot_divergence": "divergence.png",
     "plot_extremities": "extremities.png",
     "plot_traffic": "traffic.png",
+    "plot_edus": "edus.png",
+    "plot_services": "services.png",
 }
 SUMMARY_FILE = "summary.json"
 
@@ -155,6 +158,41 @@ class RunResult:
     def state_entries(self) -> pd.DataFrame:
         return self.tables["state_entries"]
 
+    # EDUs and services (simfed.metrics.services; empty when [services] is off)
+    @property
+    def edus(self) -> pd.DataFrame:
+        return self.tables["edus"]
+
+    @property
+    def presence(self) -> pd.DataFrame:
+        return self.tables["presence"]
+
+    @property
+    def profiles(self) -> pd.DataFrame:
+        return self.tables["profiles"]
+
+    @property
+    def directory(self) -> pd.DataFrame:
+        return self.tables["directory"]
+
+    @property
+    def identity(self) -> pd.DataFrame:
+        return self.tables["identity"]
+
+    @cached_property
+    def presence_staleness(self) -> pd.DataFrame:
+        """Episodes of outdated presence (see :func:`simfed.metrics.services.presence_staleness`)."""
+        from simfed.metrics.services import presence_staleness
+
+        return presence_staleness(self.tables, self.end_t)
+
+    @cached_property
+    def identity_replication(self) -> pd.DataFrame:
+        """Per 3PID record: replication to every identity server (see :mod:`simfed.metrics.services`)."""
+        from simfed.metrics.services import identity_replication
+
+        return identity_replication(self.tables)
+
     # -- the run ---------------------------------------------------------
     @property
     def complete(self) -> bool:
@@ -249,6 +287,18 @@ class RunResult:
 
         return _finish(self._marks(plot_extremities(self.divergence)), path)
 
+    def plot_edus(self, path: str | os.PathLike[str] | None = None):
+        """EDUs received by type, and presence amplification."""
+        from simfed.plots import plot_edus
+
+        return plot_edus(self.tables, path=path)
+
+    def plot_services(self, path: str | os.PathLike[str] | None = None):
+        """Presence/profile staleness, lookup latencies, identity replication (ECDFs)."""
+        from simfed.plots import plot_services
+
+        return plot_services(self.tables, end_t=self.end_t, path=path)
+
     def plot_traffic(self, path: str | os.PathLike[str] | None = None):
         """Messages and bytes by kind, delivered vs dropped."""
         from simfed.plots import plot_traffic
@@ -330,6 +380,7 @@ class RunResult:
             rows.append(("rejected", ", ".join(f"{k}: {v}" for k, v in s["rejected"].items())))
         if s.get("soft_failed"):
             rows.append(("soft-failed", str(s["soft_failed"])))
+        rows += _service_lines(s)
         return rows
 
     def report(self, indent: str = "  ") -> str:
@@ -355,6 +406,30 @@ class RunResult:
         )
 
 
+def _service_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Report lines for the services that ran (none when ``[services]`` is off)."""
+    rows: list[tuple[str, str]] = []
+    edus = s.get("edus") or {}
+    if edus:
+        rows.append(("EDUs received", ", ".join(f"{k} {v['messages']} ({_format_bytes(v['bytes'])})"
+                                                for k, v in edus.items())))
+    p = s.get("presence") or {}
+    if p.get("updates"):
+        st = p.get("staleness_ms") or {}
+        rows.append(("presence", f"{p['updates']} updates, {p['edus_per_change']:.1f} servers each; "
+                                 f"staleness p50 {format_ms(st.get('p50'))}, p95 {format_ms(st.get('p95'))}"))
+    d = s.get("directory") or {}
+    if d.get("queries"):
+        rows.append(("directory", f"{d['queries']} lookups: " + ", ".join(f"{k} {v}" for k, v in d["outcomes"].items())))
+    i = s.get("identity") or {}
+    if i.get("binds") or i.get("lookups"):
+        conv = i.get("convergence_ms") or {}
+        rows.append(("identity", f"{i['binds']} binds, convergence p95 {format_ms(conv.get('p95'))}; "
+                                 f"{i['lookups']} lookups: "
+                                 + ", ".join(f"{k} {v}" for k, v in i["lookup_outcomes"].items())))
+    return rows
+
+
 #: The headline keys of ``summary.json`` (see :func:`simfed.metrics.headline`).
 HEADLINE_KEYS = (
     "events_created",
@@ -367,6 +442,12 @@ HEADLINE_KEYS = (
     "bytes",
     "rejected",
     "soft_failed",
+    "topology",
+    "edus",
+    "presence",
+    "profiles",
+    "directory",
+    "identity",
 )
 
 

@@ -205,6 +205,7 @@ def run_scenario(
         stopped it, ``result.complete`` whether it reached the end.
     """
     from simfed.metrics import Recorder, headline
+    from simfed.metrics.services import services_headline
 
     if simulator is None:
         from simfed.sim.world import simulate as simulator
@@ -258,6 +259,8 @@ def run_scenario(
         "honest_servers": sorted(honest),
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
+    summary.update(services_headline(tables, end_t=end_t))
+    summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}
     result = RunResult(
         scenario=scenario,
         tables=tables,

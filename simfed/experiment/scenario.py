@@ -33,6 +33,7 @@ import pydantic
 
 from .. import config
 from ..config import ConfigProblems, Scenario, show
+from ..config.netgraph import NetworkGraphConfig
 from ..errors import SimfedError
 
 __all__ = [
@@ -258,6 +259,8 @@ def _union_tags(loc: Sequence[Any]) -> list[str]:
         "loss": config.LossConfig,
         "clock_skew": config.ClockSkewConfig,
         "faults": config.FaultConfig,
+        "changes": config.ChangeConfig,
+        "graph": NetworkGraphConfig,
     }.get(field)
     if union is None:
         return []
@@ -381,6 +384,24 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     return _read_toml_text(text, str(path))
 
 
+def _source_dir(source: str | os.PathLike[str] | Mapping[str, Any]) -> Path | None:
+    """The directory of a scenario file; None for TOML text or a dict (as ``_read`` decides)."""
+    if isinstance(source, Mapping):
+        return None
+    if isinstance(source, str) and ("\n" in source or ("=" in source and not os.path.exists(source))):
+        return None
+    return Path(source).resolve().parent
+
+
+def _anchor_graph_path(data: dict[str, Any], base: Path) -> None:
+    """A relative ``topology.graph.path`` is relative to the scenario file's directory."""
+    topology = data.get("topology")
+    graph = topology.get("graph") if isinstance(topology, dict) else None
+    path = graph.get("path") if isinstance(graph, dict) else None
+    if isinstance(path, str) and path and not os.path.isabs(path):
+        graph["path"] = str(base / path)
+
+
 def load_scenario(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -400,6 +421,10 @@ def load_scenario(
         ``true``, ``["hs0"]``, ``{ model = "constant", ms = 80 }``) and as a
         string otherwise (``30s``).
 
+    A relative ``topology.graph.path`` (an edge-list file) in a scenario file
+    is taken relative to that file's directory and stored absolute; in TOML
+    text or a dict it is relative to the working directory.
+
     Raises
     ------
     ScenarioError
@@ -409,6 +434,9 @@ def load_scenario(
     data = _read(source)
     if overrides:
         data = apply_overrides(data, overrides)
+    base = _source_dir(source)
+    if base is not None:
+        _anchor_graph_path(data, base)
     try:
         return Scenario.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -22,7 +22,9 @@ Theory of operation
    repetition index: not on the order of ``--grid`` options, the
    executor, the worker or Python's ``hash()`` (randomised per process).
    Every run therefore has its own seed, and the same command gives the
-   same seeds anywhere. The run's ID is ``"r"`` and 12 hex
+   same seeds anywhere. Grid keys named in ``common_seeds``
+   (``--common-seeds``) are left out of ``params``: points differing only
+   in them share seeds, for paired comparisons on the same traffic. The run's ID is ``"r"`` and 12 hex
    digits of the same digest (bytes 8-13): stable, so a resumed sweep finds
    its runs whatever order the grid was written in.
 3. **Execute.** A run is a pure function of its resolved scenario
@@ -333,6 +335,7 @@ def sweep(
     seed: int | None = None,
     set: Iterable[str] | str | None = None,  # noqa: A002 - the CLI's --set
     start_method: str = "spawn",
+    common_seeds: Sequence[str] = (),
     **overrides: Any,
 ) -> SweepResult:
     """Run every point of ``grid`` ``repeat`` times and tabulate the headline figures.
@@ -370,6 +373,10 @@ def sweep(
         is the base seed the runs' seeds derive from.
     start_method:
         ``"spawn"`` (default) or ``"forkserver"`` for the local process pool.
+    common_seeds:
+        Grid keys left out of the seed derivation, so that grid points which
+        differ only in them run with the same seeds (a paired comparison,
+        e.g. ``("topology.strategy",)``: every strategy sees the same traffic).
 
     Raises
     ------
@@ -393,7 +400,7 @@ def sweep(
     t_start = time.perf_counter()
     base = resolve_scenario(scenario_or_path, set=set, seed=seed, **overrides)
     grid = normalise_grid(grid)
-    specs = plan_runs(base, grid, repeat)
+    specs = plan_runs(base, grid, repeat, common_seeds)
     name = "sweep"
     source = None
     if isinstance(scenario_or_path, (str, os.PathLike)) and _is_path(scenario_or_path):
@@ -406,6 +413,7 @@ def sweep(
         "repeat": repeat,
         "base_seed": int(base.simulation.seed),
         "seed_scheme": SEED_SCHEME,
+        "common_seeds": sorted(k.replace("__", ".") for k in common_seeds),
         "runs": len(specs),
     }
     store = _Store(Path(out_dir)) if out_dir is not None else None

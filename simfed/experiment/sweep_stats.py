@@ -29,6 +29,9 @@ HEADLINE_COLUMNS: dict[str, str] = {
     "bytes_total": "Int64",
     "soft_failed": "Int64",
     "rejected_total": "Int64",
+    "push_messages_per_event": "float64",
+    "redundancy_factor": "float64",
+    "fetched_share": "float64",
 }
 #: ``runs`` column -> prefix of its columns in the ``summary`` table.
 SUMMARY_METRICS: dict[str, str] = {
@@ -38,6 +41,9 @@ SUMMARY_METRICS: dict[str, str] = {
     "events_lost": "events_lost",
     "messages_total": "messages_total",
     "converged": "converged_rate",
+    "push_messages_per_event": "push_messages_per_event",
+    "redundancy_factor": "redundancy_factor",
+    "fetched_share": "fetched_share",
 }
 #: Columns of ``runs`` that depend on the machine, not on the scenario.
 WALL_CLOCK_COLUMNS = ("wall_time_s",)
@@ -55,6 +61,7 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The headline figures of a ``summary.json`` as flat columns (:data:`HEADLINE_COLUMNS`)."""
     ec = summary.get("event_convergence_ms") or {}
     md = summary.get("max_divergence") or {}
+    topo = summary.get("topology") or {}
     return {
         "events_created": summary.get("events_created"),
         "events_lost": summary.get("events_lost"),
@@ -69,6 +76,9 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "bytes_total": _total(summary.get("bytes")),
         "soft_failed": summary.get("soft_failed"),
         "rejected_total": _total(summary.get("rejected")),
+        "push_messages_per_event": topo.get("push_messages_per_event"),
+        "redundancy_factor": topo.get("redundancy_factor"),
+        "fetched_share": topo.get("fetched_share"),
     }
 
 
@@ -182,7 +192,8 @@ def summarise_runs(runs: pd.DataFrame, grid_keys: Sequence[str]) -> pd.DataFrame
         row["ok"] = len(ok)
         row["errors"] = int((g["status"] == "error").sum())
         for col, prefix in SUMMARY_METRICS.items():
-            n, mean, lo, hi = mean_ci(ok[col].astype("float64").tolist())
+            values = ok[col].astype("float64").tolist() if col in ok else []
+            n, mean, lo, hi = mean_ci(values)
             row.update({f"{prefix}_n": n, f"{prefix}_mean": mean, f"{prefix}_ci_low": lo, f"{prefix}_ci_high": hi})
         rows.append(row)
     out = pd.DataFrame(rows, columns=["point", *grid_keys, "runs", "ok", "errors",

@@ -139,11 +139,13 @@ class _Store:
         _atomic_write(self.root / SUMMARY_CSV, lambda tmp: summary.to_csv(tmp, index=False))
 
 
-_MANIFEST_KEYS = ("scenario", "grid", "repeat", "base_seed", "seed_scheme", "simfed_version")
+_MANIFEST_KEYS = ("scenario", "grid", "repeat", "base_seed", "seed_scheme", "common_seeds", "simfed_version")
 
 
 def _manifest_value(m: Mapping[str, Any], key: str) -> Any:
     v = m.get(key)
+    if key == "common_seeds":
+        return sorted(v or [])
     if key == "grid" and isinstance(v, Mapping):  # the order of keys and values does not matter
         return {k: sorted(_key(x) for x in vals) for k, vals in v.items()}
     return v

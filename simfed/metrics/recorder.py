@@ -24,6 +24,10 @@ Tables (long format, one row per observation, each with ``run_id``):
                  state_size, backlog
 ``traffic``      run_id, t_sent, t_done, kind, src, dst, size_bytes,
                  delivered, reason
+``pushes``       run_id, t, src, dst, event_id, role, size_bytes -- one row
+                 per copy of an event a server queued for another (role
+                 ``origin``: its creator's fan-out; ``forward``: passed on by
+                 a relay hub, gossip peer or tree node)
 
 Auxiliary tables, needed by the convergence and divergence measures:
 
@@ -43,6 +47,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pandas as pd
+
+from simfed.metrics.services import SERVICE_TABLE_COLUMNS
 
 __all__ = [
     "Recorder",
@@ -67,6 +73,7 @@ VIAS = (
     "backfill",
     "send_join",
     "event",
+    "anti_entropy",
 )
 
 # Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
@@ -116,6 +123,15 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "delivered": "b",
         "reason": "cat",
     },
+    "pushes": {
+        "run_id": "cat",
+        "t": "f",
+        "src": "cat",
+        "dst": "cat",
+        "event_id": "cat",
+        "role": "cat",
+        "size_bytes": "i",
+    },
     "membership": {
         "run_id": "cat",
         "t": "f",
@@ -143,6 +159,11 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "event_id": "cat",
     },
 }
+
+
+# EDUs and services (presence, profiles, directory, identity): see
+# simfed.metrics.services; empty unless [services] enables them.
+TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 
 
 def _column(values: list, kind: str, n: int) -> pd.Series | pd.Categorical:
@@ -302,6 +323,16 @@ class Recorder:
         c["room_id"].append(room_id)
         c["joined"].append(bool(joined))
 
+    def push(self, t: float, src: str, dst: str, event_id: str, role: str, size_bytes: int) -> None:
+        """``src`` queued one copy of an event for ``dst`` (role ``origin`` or ``forward``)."""
+        c = self._cols["pushes"]
+        c["t"].append(float(t))
+        c["src"].append(src)
+        c["dst"].append(dst)
+        c["event_id"].append(event_id)
+        c["role"].append(role)
+        c["size_bytes"].append(int(size_bytes))
+
     def perturbation(self, t: float, kind: str, detail: str = "") -> None:
         c = self._cols["perturbations"]
         c["t"].append(float(t))
@@ -313,6 +344,34 @@ class Recorder:
         c["server"].append(server)
         c["honest"].append(bool(honest))
         c["region"].append(region)
+
+    # -- EDUs and services (see simfed.metrics.services) ---------------
+    def _row(self, table: str, *values: object) -> None:
+        for col, v in zip(self._cols[table].values(), values):
+            col.append(v)
+
+    def edu(self, t: float, src: str, dst: str, edu_type: str, entries: int, size_bytes: int) -> None:
+        self._row("edus", float(t), src, dst, edu_type, int(entries), int(size_bytes))
+
+    def presence(self, t: float, server: str, user: str, state: str, currently_active: bool,
+                 last_active_ago: int, role: str, n_audience: int, reason: str) -> None:
+        self._row("presence", float(t), server, user, state, bool(currently_active), int(last_active_ago), role,
+                  int(n_audience), reason)
+
+    def profile(self, t: float, server: str, user: str, kind: str, displayname: str | None,
+                event_id: str | None, latency_ms: float, outcome: str, errcode: str | None) -> None:
+        self._row("profiles", float(t), server, user, kind, displayname, event_id, float(latency_ms), outcome,
+                  errcode)
+
+    def directory(self, t: float, server: str, alias: str, kind: str, room_id: str | None, n_servers: int,
+                  latency_ms: float, outcome: str, cached: bool, errcode: str | None) -> None:
+        self._row("directory", float(t), server, alias, kind, room_id, int(n_servers), float(latency_ms), outcome,
+                  bool(cached), errcode)
+
+    def identity(self, t: float, node: str, kind: str, medium: str, address: str, mxid: str | None,
+                 ref: str | None, t_bound: float, latency_ms: float, outcome: str, errcode: str | None) -> None:
+        self._row("identity", float(t), node, kind, medium, address, mxid, ref, float(t_bound), float(latency_ms),
+                  outcome, errcode)
 
     # -- results -------------------------------------------------------
     def _state_entry_cols(self) -> dict[str, list]:

@@ -27,6 +27,15 @@ Definitions (copied into the README)
 ``bytes``                 {kind: bytes sent (delivered or dropped)}
 ``rejected``              {reason: (event, honest server) rejections}
 ``soft_failed``           number of (event, honest server) soft-failures
+``topology``              push cost per event, redundancy factor, arrival
+                          paths and convergence after each change (see
+                          :mod:`simfed.metrics.topology`; ``strategy`` is
+                          added by the runner)
+
+The runner adds the EDU and service keys ``edus``, ``presence``,
+``profiles``, ``directory`` and ``identity`` from
+:func:`simfed.metrics.services.services_headline` (always present; zeros and
+nulls when ``[services]`` is off).
 
 Numbers are plain ``int``/``float``; NaN and infinities become ``None``.
 """
@@ -47,6 +56,7 @@ from simfed.metrics.convergence import (
     state_convergence,
 )
 from simfed.metrics.divergence import divergence
+from simfed.metrics.topology import topology_summary
 from simfed.metrics.traffic import traffic_by_kind
 
 __all__ = ["headline", "jsonable"]
@@ -130,6 +140,7 @@ def headline(
         "bytes": {str(k): int(v) for k, v in tk["bytes"].items()},
         "rejected": {str(k): int(v) for k, v in rejected.items()},
         "soft_failed": soft,
+        "topology": topology_summary(tables, hs, end, conv=conv, div=div),
     }
     return jsonable(out)
 

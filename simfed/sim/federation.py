@@ -146,6 +146,7 @@ class _Persisted:
     dirty: dict[str, int] = field(default_factory=dict)
     retry_interval_ms: float = 0.0
     retry_until: float = 0.0
+    failed_attempts: int = 0
 
 
 @dataclass(slots=True)
@@ -250,6 +251,16 @@ class FederationSender:
         """True while the destination's backoff has not ended."""
         p = self._persisted.get(destination)
         return p is not None and self.env.now < p.retry_until
+
+    def edu_queued(self, destination: str, key: Any) -> bool:
+        """True while the EDU queued under ``key`` waits (not yet put in a transaction)."""
+        q = self._queues.get(destination)
+        return q is not None and key in q.edus
+
+    def failed_attempts(self, destination: str) -> int:
+        """Transaction attempts to the destination that failed since its last success."""
+        p = self._persisted.get(destination)
+        return p.failed_attempts if p is not None else 0
 
     def retry_interval_ms(self, destination: str) -> float:
         """The destination's current backoff interval (0 when healthy)."""
@@ -464,9 +475,11 @@ class FederationSender:
                 p = self._persist(destination)
                 p.retry_interval_ms = 0.0
                 p.retry_until = 0.0
+                p.failed_attempts = 0
                 self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
                                                    "tries": k + 1, "catchup": catchup})
                 return True
+            self._persist(destination).failed_attempts += 1
             if not _retryable(res):
                 break
         reason = res.reason if isinstance(res, RequestFailed) else res.status

@@ -35,7 +35,7 @@ answer computed by content elsewhere.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generator, Iterable
 
@@ -60,10 +60,13 @@ if TYPE_CHECKING:
 __all__ = ["Homeserver", "HomeserverConfig", "VIA"]
 
 #: How an event reached a server (the ``via`` column of ``deliveries``).
-VIA = ("created", "push", "get_missing_events", "state_fetch", "backfill", "send_join", "event")
+VIA = ("created", "push", "get_missing_events", "state_fetch", "backfill", "send_join", "event", "anti_entropy")
 
 
 Proc = Generator[simpy.Event, Any, Any]
+
+#: Transactions remembered per origin to answer a retry without reprocessing it.
+TXN_MEMORY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class Homeserver(FederationServing):
         self._busy: set[str] = set()
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
+        self._answered: dict[str, OrderedDict[str, Response]] = {}
         self._handlers = {
             "transaction": self._on_transaction,
             "get_missing_events": self._on_get_missing_events,
@@ -135,6 +139,7 @@ class Homeserver(FederationServing):
             "backfill": self._on_backfill,
             "make_join": self._on_make_join,
             "send_join": self._on_send_join,
+            "extremities": self._on_extremities,
         }
         world.transport.register(name, self._handle)
 
@@ -175,6 +180,10 @@ class Homeserver(FederationServing):
                 if ev is not None and ev.membership == "join":
                     out.add(skey.partition(":")[2])
         return out
+
+    def has_member(self, room_id: str) -> bool:
+        """True if one of this server's users is joined to the room."""
+        return room_id in self.rooms and any(self.is_joined(room_id, u) for u in self.users)
 
     def is_joined(self, room_id: str, user: str) -> bool:
         room = self.rooms.get(room_id)
@@ -230,14 +239,28 @@ class Homeserver(FederationServing):
         self._outcome(ev, "accepted", "created")
         self._after_persist(room, ev)
         self.fan_out(room, ev, before_servers)
+        services = getattr(self.world, "services", None)
+        if services is not None:
+            services.on_local_event(self, ev)
         return ev
 
     def fan_out(self, room: RoomState, ev: Event, extra: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
         """Queue ``ev`` for the servers the fan-out strategy names."""
         targets = self.world.fanout.destinations(self, room, ev, set(extra))
-        skip = set(exclude) | {self.name}
-        for dest in sorted(targets - skip):
+        self._push(ev, targets - set(exclude), "origin")
+
+    def _forward(self, room: RoomState, ev: Event, came_from: str) -> None:
+        """Pass on an event first received by push, as the fan-out strategy says."""
+        targets = self.world.fanout.forward(self, room, ev, came_from)
+        if targets:
+            self._push(ev, targets - {came_from, ev.sender.partition(":")[2]}, "forward")
+
+    def _push(self, ev: Event, targets: set[str], role: str) -> None:
+        rec = self.world.recorder
+        for dest in sorted(targets - {self.name}):
             self.sender.send_pdu(dest, ev, ev.room_id)
+            if rec is not None:
+                rec.push(self.env.now, self.name, dest, ev.event_id, role, ev.size_bytes)
 
     def _after_persist(self, room: RoomState, ev: Event) -> None:
         if ev.type == "m.room.member" and ev.state_key is not None and ev.state_key.endswith(":" + self.name):
@@ -273,7 +296,11 @@ class Homeserver(FederationServing):
         self.sender.on_contact(origin)
         handler = self._handlers.get(kind)
         if handler is None:
-            raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
+            services = getattr(self.world, "services", None)
+            served = services.handler(kind) if services is not None else None
+            if served is None:
+                raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
+            return served(self, origin, body)
         return handler(origin, body)
 
     def check_pdu(self, ev: Event) -> CheckResult:
@@ -281,6 +308,22 @@ class Homeserver(FederationServing):
         return self.world.check(ev)
 
     def _on_transaction(self, origin: str, body: dict) -> Response:
+        """Receive a transaction; a retry of one already answered (same origin
+        and txn_id: its response was lost) gets the same answer and is not
+        processed again, as Synapse does."""
+        txn_id = body.get("txn_id")
+        seen = self._answered.setdefault(origin, OrderedDict())
+        if txn_id is not None and txn_id in seen:
+            self.counters["duplicate_transactions"] += 1
+            return seen[txn_id]
+        res = self._process_transaction(origin, body)
+        if txn_id is not None:
+            seen[txn_id] = res
+            if len(seen) > TXN_MEMORY:
+                seen.popitem(last=False)
+        return res
+
+    def _process_transaction(self, origin: str, body: dict) -> Response:
         results: dict[str, dict] = {}
         for ev in body["pdus"]:
             res = self.check_pdu(ev)
@@ -292,6 +335,11 @@ class Homeserver(FederationServing):
                 continue
             results[res.event.event_id] = {}
             self._stage(res.event, origin, "push")
+        edus = body.get("edus")
+        if edus:
+            services = getattr(self.world, "services", None)
+            if services is not None:
+                services.on_edus(self, origin, edus)
         return Response(200, {"pdus": results}, 64 + 60 * len(results))
 
     def _stage(self, ev: Event, origin: str, via: str) -> None:
@@ -316,6 +364,8 @@ class Homeserver(FederationServing):
     def _process_pushed(self, room_id: str, ev: Event, origin: str, via: str) -> Proc:
         room = self.rooms.get(room_id)
         if room is None or ev.event_id in room.status:
+            if room is not None and via == "push":
+                self.counters["duplicate_pushes"] += 1
             return
         if room.graph.missing_parents(ev):
             epoch = self._epoch
@@ -469,24 +519,30 @@ class Homeserver(FederationServing):
         self._outcome(ev, d.outcome, via, d.code or None)
         if d.outcome != "rejected":
             self._after_persist(room, ev)
+            if via == "push":
+                self._forward(room, ev, origin)
 
     # -- joining a room through a resident server -------------------------------------------
 
     def join_via(self, room_id: str, user: str, resident: str) -> Proc:
-        """make_join / send_join through ``resident``, then backfill. Returns success."""
-        if room_id in self.rooms:
+        """make_join / send_join through ``resident``, then backfill. Returns success.
+
+        A server that still has a member joins locally; one that has none
+        (never joined, or every user left) joins remotely, keeping what it
+        stored of the room before."""
+        if self.has_member(room_id):
             return self.create_event(room_id, user, "m.room.member", {"membership": "join"}, user) is not None
         res = yield from self.request(resident, "make_join", {"room_id": room_id, "user_id": user}, OVERHEAD_BYTES)
-        if not isinstance(res, Response) or not res.ok or room_id in self.rooms or not self.up:
+        if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
         fields = dict(res.body["event"], origin_server_ts=self.now_ts())
         ev = Event.create(fields, self.name, self.key, self.config.room_version)
         self.counters["signed"] += 1
         res = yield from self.request(resident, "send_join", {"room_id": room_id, "event": ev},
                                       OVERHEAD_BYTES + ev.size_bytes)
-        if not isinstance(res, Response) or not res.ok or room_id in self.rooms or not self.up:
+        if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
-        room = self.new_room_state(room_id)
+        room = self.rooms.get(room_id) or self.new_room_state(room_id)
         self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
         before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
         d = room.add(ev, before=before, soft_fail=False)
@@ -496,6 +552,39 @@ class Homeserver(FederationServing):
         self._after_persist(room, ev)
         self.env.process(self._backfill(room, resident, list(ev.prev_events)))
         return d.outcome == "accepted"
+
+    def anti_entropy_loop(self, epoch: int) -> Proc:
+        """Under a strategy with anti-entropy: every period, ask one random
+        peer in each room for its forward extremities and pull the ones we
+        lack (the normal pipeline then fetches their missing ancestors)."""
+        idle_ms = 5_000.0
+        rng = self.world.fanout_rng(f"anti_entropy/{self.name}")
+        while self.up and epoch == self._epoch:
+            period = self.world.fanout.anti_entropy_ms
+            yield self.env.timeout(period * rng.uniform(0.8, 1.2) if period > 0 else idle_ms)
+            if not self.up or epoch != self._epoch or period <= 0:
+                continue
+            for rid, room in sorted(self.rooms.items()):
+                if not self.has_member(rid):
+                    continue
+                peers = sorted(s for s in self.joined_servers(room) - {self.name} if self.sender.retry_interval_ms(s) == 0)
+                if peers:
+                    yield from self._anti_entropy(room, peers[int(rng.integers(len(peers)))])
+
+    def _anti_entropy(self, room: RoomState, peer: str) -> Proc:
+        rid = room.graph.room_id
+        res = yield from self.request(peer, "extremities", {"room_id": rid}, OVERHEAD_BYTES)
+        self.counters["anti_entropy_rounds"] += 1
+        if not isinstance(res, Response) or not res.ok:
+            return
+        unknown = [e for e in res.body["event_ids"] if e not in room.status][:20]
+        for eid in unknown:
+            got = yield from self.request(peer, "event", {"event_id": eid}, OVERHEAD_BYTES + ID_BYTES)
+            if isinstance(got, Response) and got.ok:
+                chk = self.check_pdu(got.body["pdu"])
+                if chk.status != "rejected":
+                    self.counters["anti_entropy_pulls"] += 1
+                    self._stage(chk.event, peer, "anti_entropy")
 
     def history_backfill_loop(self, epoch: int) -> Proc:
         """Readers paginating back: backfill from backward extremities."""
@@ -582,6 +671,8 @@ class Homeserver(FederationServing):
             self.env.process(self.dummy_event_loop(self._epoch))
         if self.config.history_backfill_ms > 0:
             self.env.process(self.history_backfill_loop(self._epoch))
+        if self.world.anti_entropy_possible:
+            self.env.process(self.anti_entropy_loop(self._epoch))
 
 
 def state_digest(state: dict) -> str:

@@ -43,6 +43,11 @@ class LatencyModel(Protocol):
         """Return a one-way delay in ms (>= 0) for a message from src to dst."""
         ...
 
+    def mean(self, src: str, dst: str) -> float:
+        """The expected one-way delay from src to dst (what a latency-aware
+        strategy plans with)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ConstantLatency:
@@ -53,6 +58,9 @@ class ConstantLatency:
     def __post_init__(self) -> None:
         if not self.ms >= 0:
             raise ValueError(f"ConstantLatency.ms must be >= 0, got {self.ms!r}")
+
+    def mean(self, src: str, dst: str) -> float:
+        return self.ms
 
     def sample(self, src: str, dst: str, rng: np.random.Generator) -> float:
         """Return ``ms``; draws nothing from rng."""
@@ -71,6 +79,9 @@ class UniformLatency:
             raise ValueError(
                 f"UniformLatency needs 0 <= low_ms <= high_ms, got {self.low_ms!r}, {self.high_ms!r}"
             )
+
+    def mean(self, src: str, dst: str) -> float:
+        return (self.low_ms + self.high_ms) / 2.0
 
     def sample(self, src: str, dst: str, rng: np.random.Generator) -> float:
         """Draw one delay."""
@@ -95,6 +106,10 @@ class NormalLatency:
         if not self.sd_ms >= 0:
             raise ValueError(f"NormalLatency.sd_ms must be >= 0, got {self.sd_ms!r}")
 
+    def mean(self, src: str, dst: str) -> float:
+        """``mean_ms`` (the truncation at 0 is ignored)."""
+        return max(self.mean_ms, 0.0)
+
     def sample(self, src: str, dst: str, rng: np.random.Generator) -> float:
         """Draw one delay."""
         x = -1.0
@@ -117,6 +132,9 @@ class LogNormalLatency:
             raise ValueError(
                 f"LogNormalLatency needs median_ms > 0 and sigma >= 0, got {self.median_ms!r}, {self.sigma!r}"
             )
+
+    def mean(self, src: str, dst: str) -> float:
+        return self.median_ms * math.exp(self.sigma**2 / 2.0)
 
     def sample(self, src: str, dst: str, rng: np.random.Generator) -> float:
         """Draw one delay."""

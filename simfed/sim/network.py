@@ -4,8 +4,10 @@ A message's life (``Network.send``):
 
 1. At send time ``t_sent``: a message from a down server is dropped
    (``src_down``); a message that an active partition separates is dropped
-   (``partition``). Neither occupies the sender's link. The destination's
-   state is *not* looked at: the sender cannot know it.
+   (``partition``); so is one with no route up between the two servers when
+   the network has a ``reachable`` hook, e.g. a network graph with failed
+   links (``unreachable``). None of them occupies the sender's link. The
+   destination's state is *not* looked at: the sender cannot know it.
 2. Serialization on the sender's upload link, a per-source FIFO: it starts
    when the previous message from that source has finished
    (``max(now, link_free_at)``) and lasts ``size_bytes * 8 / upload_bps``
@@ -15,8 +17,9 @@ A message's life (``Network.send``):
 4. Loss is decided at send time (one call of the loss model). A lost message
    is recorded at once with ``t_done`` = its would-be arrival time; no timer
    is scheduled for it.
-5. At arrival: dropped if the destination is down (``dst_down``) or an active
-   partition now separates the pair (``partition``); otherwise recorded as
+5. At arrival: dropped if the destination is down (``dst_down``), an active
+   partition now separates the pair (``partition``) or no route is up any
+   more (``unreachable``); otherwise recorded as
    delivered and ``deliver(payload)`` is called. A server that goes down
    after sending does not recall messages already on the wire.
 
@@ -41,7 +44,7 @@ from .loss import LossModel, NoLoss
 __all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
 
 #: Reasons a message can be dropped, as reported to the observer.
-DROP_REASONS = ("loss", "partition", "src_down", "dst_down")
+DROP_REASONS = ("loss", "partition", "src_down", "dst_down", "unreachable")
 
 
 class MessageObserver(Protocol):
@@ -134,6 +137,8 @@ class Network:
         (no serialization delay).
     partitions: scheduled partitions; more can be added with ``add_partition``.
     observer: gets one ``message(...)`` record per message.
+    reachable: ``reachable(src, dst) -> bool``, asked at send and at arrival;
+        False drops the message as ``unreachable``. None: every pair is.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class Network:
         upload_bps: float | Mapping[str, float] | None = None,
         partitions: Sequence[Partition] = (),
         observer: MessageObserver | None = None,
+        reachable: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.env = env
         names = list(servers)
@@ -158,6 +164,7 @@ class Network:
         self._lossy = not isinstance(self._loss, NoLoss)
         self._rng = rng
         self._observer = observer
+        self._reachable = reachable
         self._free_at: dict[str, float] = dict.fromkeys(names, 0.0)
         self._ms_per_byte: dict[str, float] = dict.fromkeys(names, 0.0)
         if upload_bps is not None:
@@ -241,6 +248,10 @@ class Network:
             if obs is not None:
                 obs.message(now, now, kind, src, dst, size_bytes, False, "partition")
             return
+        if self._reachable is not None and not self._reachable(src, dst):
+            if obs is not None:
+                obs.message(now, now, kind, src, dst, size_bytes, False, "unreachable")
+            return
         start = self._free_at[src]
         if start < now:
             start = now
@@ -272,6 +283,8 @@ class Network:
             reason: str | None = "dst_down"
         elif self._partitions and self.partitioned(src, dst, now):
             reason = "partition"
+        elif self._reachable is not None and not self._reachable(src, dst):
+            reason = "unreachable"
         else:
             reason = None
         if obs is not None:

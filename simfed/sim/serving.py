@@ -1,7 +1,8 @@
 """The federation endpoints a simulated homeserver answers (protocol.md §5.3).
 
 ``/get_missing_events``, ``/state_ids``, ``/state``, ``/event``,
-``/event_auth``, ``/backfill``, ``/make_join`` and ``/send_join``, each a
+``/event_auth``, ``/backfill``, ``/make_join``, ``/send_join`` and the
+anti-entropy exchange of forward extremities, each a
 handler ``(origin, body) -> Response`` that raises :class:`MatrixError` with
 Matrix's standard error body when it fails (M_NOT_FOUND for an unknown room
 or event, M_FORBIDDEN for a server not in the room). Mixed into
@@ -69,6 +70,12 @@ class FederationServing:
             queue.extend(e.prev_events)
         out.sort(key=lambda x: (x.depth, x.event_id))
         return self._events_response("events", out)
+
+    def _on_extremities(self, origin: str, body: dict) -> Response:
+        """Anti-entropy (not a Matrix endpoint): our forward extremities in the room."""
+        room = self._room_for(origin, body["room_id"])
+        ids = sorted(room.forward_extremities)
+        return Response(200, {"event_ids": ids}, OVERHEAD_BYTES + ID_BYTES * len(ids))
 
     def _state_and_chain(self, room: RoomState, event_id: str) -> tuple[list[str], list[str]]:
         before = room.stored_state_before(event_id)

@@ -15,6 +15,7 @@ import simpy
 
 from ..protocol.auth import CREATE_KEY, PL_KEY, get_user_level
 from ..protocol.roomversions import get_room_version
+from .changes import late_joiners
 
 if TYPE_CHECKING:
     from .homeserver import Homeserver
@@ -47,7 +48,8 @@ class Workload:
         self.stop_ms = sc.workload_stop_ms
         self.cfg = sc.workload
         self.counter = 0
-        creator_hs = world.honest_servers()[0]
+        self.late = late_joiners(sc.topology)
+        creator_hs = next(s for s in world.honest_servers() if s not in self.late)
         self.creator_hs: "Homeserver" = world.servers[creator_hs]
         self.creator = self.creator_hs.users[0]
         self.room_id = f"!room0:{creator_hs}"
@@ -92,7 +94,7 @@ class Workload:
 
     def _bootstrap(self) -> Generator[simpy.Event, Any, None]:
         self.create_room()
-        others = [s for s in self.world.servers.values() if s is not self.creator_hs]
+        others = [s for s in self.world.servers.values() if s is not self.creator_hs and s.name not in self.late]
         spread = self.cfg.join_spread_ms
         times = sorted((float(self.rng.uniform(1.0, max(spread, 1.0) + 1.0)), s.name) for s in others)
         for t, name in times:
@@ -103,21 +105,27 @@ class Workload:
             self.env.process(self._profile_changes())
         yield self.env.timeout(0)
 
-    def _join_server(self, hs: "Homeserver", at: float) -> Generator[simpy.Event, Any, None]:
+    def join_at(self, hs: "Homeserver", at: float) -> None:
+        """Join ``hs``'s users to the room from time ``at`` (a scheduled change)."""
+        self.env.process(self._join_server(hs, at, until=self.world.scenario.simulation.duration_ms))
+
+    def _join_server(self, hs: "Homeserver", at: float, until: float | None = None) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(0.0, at - self.env.now))
         delay = 5_000.0
-        while self.room_id not in hs.rooms and self.env.now < self.stop_ms:
+        until = self.stop_ms if until is None else until
+        while not hs.has_member(self.room_id) and self.env.now < until:
             residents = [s.name for s in self.world.servers.values()
-                         if s.name != hs.name and s.up and self.room_id in s.rooms and s.honest]
+                         if s.name != hs.name and s.up and s.has_member(self.room_id) and s.honest]
             if hs.up and residents:
                 ok = yield from hs.join_via(self.room_id, hs.users[0], self._pick(sorted(residents)))
                 if ok:
                     break
             yield self.env.timeout(delay * float(self.rng.uniform(0.8, 1.4)))
             delay = min(delay * 2, 120_000.0)
-        if self.room_id in hs.rooms:
+        if hs.has_member(self.room_id):
             for u in hs.users[1:]:
-                hs.create_event(self.room_id, u, "m.room.member", {"membership": "join"}, u)
+                if not hs.is_joined(self.room_id, u):
+                    hs.create_event(self.room_id, u, "m.room.member", {"membership": "join"}, u)
 
     # -- processes -------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from ..config import Scenario
 from ..protocol import AuthChainIndex, Event, derive_server_key
 from ..protocol.checks import CheckResult, check_event
 from ..protocol.room import SharedStateMemo
-from .fanout import make_fanout
+from .changes import check_changes, schedule_changes
+from .fanout import FanOut, make_fanout
 from .federation import FederationConfig, FederationSender
 from .homeserver import Homeserver, HomeserverConfig, state_digest
 from .latency import (
@@ -30,7 +31,10 @@ from .latency import (
     assign_regions, load_simblock_regions,
 )
 from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
+from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
+from .services import Services, identity_node_names
+from .services.common import HostedLatency, hosts_for
 from .transport import RateLimit, Transport
 from .workload import Workload
 
@@ -63,14 +67,20 @@ class SimResult:
 
 
 def _latency(sc: Scenario, names: tuple[str, ...], rng: np.random.Generator) -> tuple[Any, dict[str, str]]:
+    """The latency model and each server's region. With ``[topology.graph]``
+    the model is a ``GraphLatency`` built from a child stream of ``rng`` (so
+    the regions draw the same either way) and ``network.latency`` is unused."""
     lat = sc.network.latency
     regions: dict[str, str] = {}
+    graph_rng = rng.spawn(1)[0]
     if sc.servers.regions is not None:
         table = load_simblock_regions(2019)
         if isinstance(sc.servers.regions, str):
             regions = assign_regions(names, table.node_shares, rng)
         else:
             regions = dict(sc.servers.regions)
+    if sc.topology.graph is not None:
+        return build_graph(sc.topology.graph, names, graph_rng), regions
     if lat.model == "constant":
         return ConstantLatency(lat.delay_ms), regions
     if lat.model == "uniform":
@@ -112,10 +122,20 @@ class World:
         self.seed = sc.simulation.seed
         names = sc.server_names()
         latency, self.regions = _latency(sc, names, self.rng("regions"))
+        self.graph: GraphLatency | None = latency if isinstance(latency, GraphLatency) else None
+        # Identity servers ([services.identity]) are network nodes too, placed at a homeserver.
+        id_nodes = identity_node_names(sc)
+        reachable = self.graph.reachable if self.graph is not None else None
+        if id_nodes:
+            hosts = hosts_for(id_nodes, names)
+            latency = HostedLatency(latency, hosts)
+            if reachable is not None:
+                reachable = lambda s, d, f=reachable, h=hosts: f(h.get(s, s), h.get(d, d))  # noqa: E731
         self.network = Network(
-            self.env, names, latency=latency, loss=_loss(sc, self.env), rng=self.rng("network"),
+            self.env, names + id_nodes, latency=latency, loss=_loss(sc, self.env), rng=self.rng("network"),
+            reachable=reachable,
             upload_bps={n: sc.network.bandwidth_per_server.get(n, sc.network.bandwidth_bps) for n in names},
-            partitions=[Partition(p.start_ms, p.end_ms, _with_rest(p.groups, names), p.one_way)
+            partitions=[Partition(p.start_ms, p.end_ms, _with_rest(p.groups, names + id_nodes), p.one_way)
                         for p in sc.network.partitions],
             observer=recorder,
         )
@@ -125,7 +145,13 @@ class World:
             rate_limit=RateLimit(rl.max_requests, rl.window_ms, exempt_kinds=frozenset({"transaction"}))
             if rl.enabled else None,
         )
-        self.fanout = make_fanout(sc.topology.strategy)
+        check_changes(sc.topology, self.graph)
+        self._latency_model = latency
+        self._fanout_rngs: dict[str, np.random.Generator] = {}
+        self.fanout = self.make_fanout(sc.topology.strategy)
+        self.anti_entropy_possible = any(
+            self.make_fanout(s).anti_entropy_ms > 0
+            for s in {sc.topology.strategy} | {c.strategy for c in sc.topology.changes if c.kind == "strategy"})
         self.auth_chains = AuthChainIndex(Event.interned)
         self._memos: dict[str, SharedStateMemo] = {}
         self._checks: dict[Event, CheckResult] = {}
@@ -165,12 +191,28 @@ class World:
                 recorder.server_info(n, n not in malicious, self.regions.get(n))
         self.workload = Workload(self, self.rng("workload"))
         self.room_id = self.workload.room_id
+        self.services = Services(self)
+        for node, handler in self.services.nodes().items():
+            self.transport.register(node, handler)
 
     # -- shared, content-keyed caches ---------------------------------------------------
 
     def rng(self, name: str) -> np.random.Generator:
         """An independent stream for the component ``name``."""
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def fanout_rng(self, name: str) -> np.random.Generator:
+        """The stream of fan-out decisions named ``name`` (one per server and purpose)."""
+        rng = self._fanout_rngs.get(name)
+        if rng is None:
+            rng = self._fanout_rngs[name] = self.rng(f"fanout/{name}")
+        return rng
+
+    def make_fanout(self, strategy: str) -> FanOut:
+        """The fan-out strategy ``strategy`` with this scenario's parameters."""
+        return make_fanout(strategy, self.scenario.topology, servers=self.scenario.server_names(),
+                           rng_for=lambda server: self.fanout_rng(f"gossip/{server}"),
+                           expected_latency=self._latency_model.mean)
 
     def shared_memo(self, room_id: str) -> SharedStateMemo:
         memo = self._memos.get(room_id)
@@ -264,9 +306,11 @@ class World:
     def run(self, *, progress: Callable[[float], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> tuple[float, bool]:
         self.workload.start()
+        self.services.start()
         for hs in self.servers.values():
             hs.start_loops()
         self._schedule_faults()
+        schedule_changes(self)
         if self.recorder is not None:
             self.env.process(self._sampler())
         end = self.scenario.simulation.duration_ms

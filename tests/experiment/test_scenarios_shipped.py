@@ -37,7 +37,21 @@ REDUCED_EXTRA = {
     ],
     # 4 users at 0.02/min would send nothing in 40 s.
     "big-room": ["workload.messages_per_user_per_minute=2"],
+    # With 4 servers a hub crash leaves few later events to lead the others to
+    # what the hub created just before it; anti-entropy stands in for them.
+    "topology-relay-hub-failure": [
+        'topology.relay.hubs=["hs0", "hs2"]', 'faults[0].server="hs2"', "faults[0].at=10s", "faults[0].restart=30s",
+        "topology.relay.anti_entropy_interval=20s",
+    ],
 }
+_TOPOLOGY = [
+    'network.partitions[0].groups=[["hs2"]]', "network.partitions[0].start=10s", "network.partitions[0].end=25s",
+    "network.loss_window.end=30s", 'topology.changes[0].server="hs3"', "topology.changes[0].at=30s",
+    'topology.changes[1].server="hs1"', "topology.changes[1].at=40s",
+]
+for _name in ("full-mesh", "gossip", "tree"):
+    REDUCED_EXTRA[f"topology-{_name}"] = _TOPOLOGY
+REDUCED_EXTRA["topology-relay"] = _TOPOLOGY + ['topology.relay.hubs=["hs0", "hs2"]']
 
 
 def reduced(path: Path) -> list[str]:

@@ -494,3 +494,24 @@ def test_interrupted_or_killed_sweep_loses_no_finished_run(main, tmp_path, capsy
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert f"{12 - len(finished)} computed, {len(finished)} already done" in captured.out
+
+
+def test_common_seeds_pair_points_that_differ_only_in_those_keys():
+    base = load_scenario({"servers": {"count": 4}})
+    grid = {"topology.strategy": ["full_mesh", "gossip"], "network.loss": [0, 0.1]}
+    specs = plan_runs(base, grid, 3, common_seeds=["topology.strategy"])
+    seeds = {(s.params["topology.strategy"], s.params["network.loss"], s.repetition): s.seed for s in specs}
+    for loss in (0, 0.1):
+        for rep in range(3):
+            assert seeds[("full_mesh", loss, rep)] == seeds[("gossip", loss, rep)]
+    assert seeds[("full_mesh", 0, 0)] != seeds[("full_mesh", 0.1, 0)]
+    assert len({s.run_id for s in specs}) == len(specs)
+    independent = plan_runs(base, grid, 3)
+    assert {s.seed for s in independent} != {s.seed for s in specs}
+
+
+def test_common_seeds_must_name_a_grid_key():
+    base = load_scenario({"servers": {"count": 4}})
+    with pytest.raises(ScenarioError) as err:
+        plan_runs(base, {"network.loss": [0, 0.1]}, 1, common_seeds=["topology.strategy"])
+    assert err.value.path == "--common-seeds"

@@ -212,7 +212,7 @@ from simfed.metrics import headline, messages_per_event, traffic_by_kind  # noqa
 HEADLINE_KEYS = {
     "events_created", "events_lost", "converged", "event_convergence_ms",
     "state_convergence_ms", "max_divergence", "messages", "bytes", "rejected",
-    "soft_failed",
+    "soft_failed", "topology",
 }
 
 
