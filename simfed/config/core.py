@@ -10,17 +10,18 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from .base import (
     REGIONS,
     REGION_TABLES,
-    available_state_resolutions,
     ConfigProblems,
-    show,
     Duration,
-    PositiveDuration,
-    SignedDuration,
-    NonNegative,
     _Model,
+    NonNegative,
+    PositiveDuration,
+    Probability,
+    SignedDuration,
+    available_state_resolutions,
+    format_duration,
+    show,
     _tagged,
     _unknown_server,
-    format_duration,
 )
 
 
@@ -338,6 +339,10 @@ class FederationConfig(_Model):
     prev_events_max: int = Field(10, ge=1)
     dummy_events: DummyEventsConfig = DummyEventsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    internal_error_rate: Probability = 0.0
+    """Chance that a server fails a request it received internally and answers
+    500 ``M_UNKNOWN`` instead of handling it (homeservers and identity
+    servers alike; the requester retries as for any 5xx)."""
 
 
 # --------------------------------------------------------------------------

@@ -8,15 +8,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import (
-    ConfigProblems,
-    show,
-    Duration,
-    PositiveDuration,
     Bandwidth,
-    Probability,
+    ConfigProblems,
+    Duration,
     _Model,
-    _tagged,
+    PositiveDuration,
+    Probability,
     format_duration,
+    show,
+    _tagged,
 )
 
 

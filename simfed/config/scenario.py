@@ -8,12 +8,11 @@ from pydantic import model_validator
 
 from .base import (
     ConfigProblems,
-    show,
     _Model,
-    _unknown_server,
     format_duration,
+    show,
+    _unknown_server,
 )
-
 from .core import FaultConfig, FederationConfig, MetricsConfig, ServersConfig, SimulationConfig, WorkloadConfig
 from .network import NetworkConfig, RegionsLatency
 from .services import ServicesConfig

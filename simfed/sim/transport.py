@@ -180,6 +180,9 @@ class Transport:
 
     ``rate_limits`` maps a destination to its ``RateLimit``; ``rate_limit``
     applies to every destination not in that mapping. Both default to none.
+    With ``internal_error_rate`` p > 0 (and ``rng``), a destination fails a
+    request it received with probability p, answering 500 ``M_UNKNOWN``
+    without handling it.
     """
 
     def __init__(
@@ -189,8 +192,14 @@ class Transport:
         *,
         rate_limit: RateLimit | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        internal_error_rate: float = 0.0,
+        rng: Any = None,
     ) -> None:
+        if internal_error_rate > 0 and rng is None:
+            raise ValueError("Transport: internal_error_rate > 0 needs rng")
         self.env = env
+        self._error_rate = internal_error_rate
+        self._rng = rng
         self.network = network
         self._handlers: dict[str, Handler] = {}
         self._default_limit = rate_limit
@@ -250,6 +259,9 @@ class Transport:
         limited = self._rate_limited(call)
         if limited is not None:
             self._respond(call, limited)
+            return
+        if self._error_rate > 0 and self._rng.random() < self._error_rate:
+            self._respond(call, MatrixError(M_UNKNOWN, "Internal server error", 500).response())
             return
         handler = self._handlers.get(call.dst)
         if handler is None:

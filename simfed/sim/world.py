@@ -144,6 +144,7 @@ class World:
             self.env, self.network,
             rate_limit=RateLimit(rl.max_requests, rl.window_ms, exempt_kinds=frozenset({"transaction"}))
             if rl.enabled else None,
+            internal_error_rate=sc.federation.internal_error_rate, rng=self.rng("transport"),
         )
         check_changes(sc.topology, self.graph)
         self._latency_model = latency
