@@ -37,7 +37,8 @@ Strategy = Literal["full_mesh", "relay", "gossip", "tree"]
 
 class RelayConfig(_Model):
     """``[topology.relay]``: an origin sends each event to the hubs only; each
-    hub forwards it to the servers assigned to it (round robin in name order).
+    hub forwards it to the servers assigned to it (by a hash of the server's
+    name; when that hub is not in the room, the next hub in ``hubs``).
     An origin whose transactions to a hub are failing (an attempt failed since
     the last success) sends to that hub's servers directly."""
 

@@ -18,8 +18,10 @@ under this strategy (0: none). The strategies:
                (get_missing_events, state fetch, backfill) and the sender's
                catch-up.
 ``relay``      The origin pushes to the hubs; each hub forwards to the
-               servers assigned to it. An origin whose transactions to a hub
-               are failing sends to that hub's servers directly (``fallback``).
+               servers assigned to it (by a hash of the server's name, so
+               hubs agree on it whatever their view of the membership). An
+               origin whose transactions to a hub are failing sends to that
+               hub's servers directly (``fallback``).
 ``gossip``     Push to ``fanout`` random peers; a server forwards an event it
                has not seen to ``fanout`` random peers of its own (so at most
                ``fanout`` copies per server per event); anti-entropy repairs
@@ -36,6 +38,8 @@ any later event fetches the missing ones from whoever pushed it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import zlib
 
 import numpy as np
 
@@ -109,13 +113,27 @@ class Relay:
         self.fallback = fallback
         self.anti_entropy_ms = anti_entropy_ms
 
+    def hub_of(self, server: str, hubs_in_room: set[str]) -> str | None:
+        """The hub serving ``server``: its home hub (by a hash of its name), or
+        the next configured hub in the room when that one is not. The choice
+        depends on nothing but the server's name and which hubs are in the
+        room, so two servers whose views of the membership differ still
+        agree on it."""
+        n = len(self.hubs)
+        start = zlib.crc32(server.encode()) % n
+        for k in range(n):
+            hub = self.hubs[(start + k) % n]
+            if hub in hubs_in_room:
+                return hub
+        return None
+
     def assignment(self, members: set[str]) -> dict[str, list[str]]:
-        """Each hub in the room and the non-hub servers it serves (round robin by name)."""
-        hubs = sorted(h for h in self.hubs if h in members)
-        out: dict[str, list[str]] = {h: [] for h in hubs}
+        """Each hub in the room and the non-hub servers it serves."""
+        hubs = {h for h in self.hubs if h in members}
+        out: dict[str, list[str]] = {h: [] for h in sorted(hubs)}
         if hubs:
-            for i, s in enumerate(sorted(members - set(hubs))):
-                out[hubs[i % len(hubs)]].append(s)
+            for s in sorted(members - hubs):
+                out[self.hub_of(s, hubs)].append(s)
         return out
 
     def destinations(self, hs: "Homeserver", room: RoomState, event: Event, extra: set[str]) -> set[str]:
@@ -173,6 +191,10 @@ class Tree:
         self.anti_entropy_ms = anti_entropy_ms
         self._latency = expected_latency
         self._msts: dict[frozenset[str], "nx.Graph"] = {}
+
+    def network_changed(self) -> None:
+        """Links or nodes failed or recovered: expected latencies changed, recompute trees."""
+        self._msts.clear()
 
     def spanning_tree(self, members: frozenset[str]) -> "nx.Graph":
         """The minimum spanning tree of ``members`` by expected one-way latency (cached)."""

@@ -251,3 +251,31 @@ def test_convergence_property_over_seeds(strategy, seed):
     """Every honest server converges after loss and a partition heal, for every strategy."""
     res = simulate(scenario(seed, strategy=strategy, topology={"relay": {"hubs": ["hs0", "hs4"]}}, **LOSSY_PARTITION))
     assert_converged(res)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_an_event_sent_while_views_of_the_membership_differ_still_arrives(strategy):
+    """hs2 leaves at 3m; for a moment servers disagree on who is in the room.
+    A last message sent in that moment, with nothing after it, must still
+    reach every member (relay hubs agree on who serves whom whatever their
+    views)."""
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    sc = load_scenario({
+        "simulation": {"seed": 3, "duration": "25m"},
+        "servers": {"count": 8, "users_per_server": 1},
+        "network": {"latency": {"model": "lognormal", "median": "50ms", "sigma": 0.5}},
+        "workload": {"messages_per_user_per_minute": 1, "state_changes_per_minute": 0, "stop": "2m"},
+        "topology": {"strategy": strategy, "relay": {"hubs": ["hs0", "hs4"]},
+                     "changes": [{"kind": "leave", "at": "3m", "server": "hs2"}]},
+    })
+    for delay_ms in (0, 10, 20, 60):
+        w = World(sc, Recorder(run_id="x"))
+        sent = {}
+        w._at(180_000 + delay_ms, lambda: sent.setdefault("id", w.servers["hs1"].create_event(
+            w.room_id, "@u0:hs1", "m.room.message", {"msgtype": "m.text", "body": "last"}).event_id))
+        w.run()
+        missing = [n for n, s in w.servers.items() if s.has_member(w.room_id)
+                   and sent["id"] not in s.rooms[w.room_id].status]
+        assert missing == [], (delay_ms, missing)
