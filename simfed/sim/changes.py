@@ -43,7 +43,12 @@ def _note(world: "World", kind: str, detail: str) -> None:
 
 
 def _leave(world: "World", server: str) -> None:
+    """Every user of ``server`` leaves (a server that is down at that moment
+    cannot: its users stay, and the perturbation says so)."""
     hs = world.servers[server]
+    if not hs.up:
+        _note(world, "leave", f"{server} (down: nobody left)")
+        return
     rid = world.room_id
     for user in hs.users:
         if hs.is_joined(rid, user):
@@ -52,9 +57,14 @@ def _leave(world: "World", server: str) -> None:
 
 
 def _graph(world: "World") -> Any:
+    """The network graph, after telling the fan-out strategy that it is about
+    to change (a latency-based tree is recomputed)."""
     graph = getattr(world, "graph", None)
     if graph is None:
         raise RuntimeError("a link or node change on a graph needs [topology.graph]")
+    changed = getattr(world.fanout, "network_changed", None)
+    if changed is not None:
+        changed()
     return graph
 
 
