@@ -57,6 +57,15 @@ def run_validate(args: argparse.Namespace) -> int:
         if n > 1:
             print(f"{args.file}: {n} problems", file=sys.stderr)
         return EXIT_INVALID
+    if scenario.topology.graph is not None:
+        from simfed.errors import ScenarioMismatch
+        from simfed.sim.world import preflight
+
+        try:
+            preflight(scenario)
+        except ScenarioMismatch as exc:
+            print(f"{args.file}: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     print(f"{args.file}: ok ({scenario.describe()})")
     return EXIT_OK
 

@@ -35,6 +35,7 @@ from ..config.netgraph import (
     WaxmanGraph,
     graph_problems,
 )
+from ..errors import ScenarioMismatch
 from .latency import ConstantLatency, LatencyModel, LogNormalLatency, NormalLatency, UniformLatency
 
 __all__ = ["GraphLatency", "build_graph", "WEIGHT"]
@@ -285,7 +286,7 @@ def _generated(cfg: Any, rng: np.random.Generator) -> nx.Graph:
         if not getattr(cfg, "connected", False) or nx.is_connected(g):
             break
     else:
-        raise ValueError(
+        raise ScenarioMismatch(
             f"topology.graph: a {cfg.model} graph with these parameters was disconnected in "
             f"{_CONNECT_ATTEMPTS} draws; make it denser, or set connected = false"
         )

@@ -38,7 +38,7 @@ from .services.common import HostedLatency, hosts_for
 from .transport import RateLimit, Transport
 from .workload import Workload
 
-__all__ = ["SimResult", "World", "simulate"]
+__all__ = ["SimResult", "World", "component_rng", "preflight", "simulate"]
 
 EPOCH_MS = 1_700_000_000_000
 
@@ -109,6 +109,20 @@ def _loss(sc: Scenario, env: simpy.Environment) -> Any:
     if w is not None and not isinstance(model, NoLoss):
         model = WindowedLoss(model, w.start_ms, w.end_ms, lambda: env.now)
     return model
+
+
+def component_rng(seed: int, name: str) -> np.random.Generator:
+    """The independent stream of the component ``name`` in a run seeded ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+
+def preflight(scenario: Scenario) -> None:
+    """Build what a run derives from its seed before it starts (the network
+    graph) and check that the scenario fits it, without running anything.
+    Raises :class:`~simfed.errors.ScenarioMismatch` (a disconnected
+    generated graph, a link change on an edge the graph does not have)."""
+    latency, _ = _latency(scenario, scenario.server_names(), component_rng(scenario.simulation.seed, "regions"))
+    check_changes(scenario.topology, latency if isinstance(latency, GraphLatency) else None)
 
 
 class World:
@@ -200,7 +214,7 @@ class World:
 
     def rng(self, name: str) -> np.random.Generator:
         """An independent stream for the component ``name``."""
-        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+        return component_rng(self.seed, name)
 
     def fanout_rng(self, name: str) -> np.random.Generator:
         """The stream of fan-out decisions named ``name`` (one per server and purpose)."""
@@ -323,7 +337,9 @@ class World:
             if progress is not None:
                 progress(t)
             if should_stop is not None and should_stop():
+                self.services.finish()
                 return t, False
+        self.services.finish()
         return end, True
 
 
