@@ -3,7 +3,8 @@
 For 100 servers and about 1,000 events (the issue's setting), runs each
 strategy on the same scenario (SimBlock regions, 0.5% loss until the
 workload stops, then a quiet drain) and prints one row per strategy:
-copies pushed per event, redundancy factor, share of arrivals by fetching,
+copies pushed per event, repair requests per event, redundancy factor,
+share of arrivals by fetching,
 p50/p99 event convergence time, events lost, and the simulator's wall time
 (also as a ratio to the full mesh's, measured in the same run).
 
@@ -51,6 +52,7 @@ def measure(strategy: str, n: int, events: int, loss: float, seed: int) -> dict:
     return {
         "strategy": strategy, "events": h["events_created"], "lost": h["events_lost"],
         "copies/event": topo["push_messages_per_event"], "redundancy": topo["redundancy_factor"],
+        "repairs/event": topo["repair_requests_per_event"],
         "fetched": topo["fetched_share"], "p50 s": (ec["p50"] or float("nan")) / 1000,
         "p99 s": (ec["p99"] or float("nan")) / 1000, "wall s": wall,
     }
@@ -67,7 +69,7 @@ def main() -> None:
     a = ap.parse_args()
     n, events = (20, 200) if a.quick else (a.servers, a.events)
     print(f"{n} servers, ~{events} events, loss {a.loss:g} until the workload stops, seed {a.seed}")
-    header = f"{'strategy':<10} {'events':>6} {'lost':>4} {'copies/ev':>9} {'redund.':>7} {'fetched':>7} " \
+    header = f"{'strategy':<10} {'events':>6} {'lost':>4} {'copies/ev':>9} {'repair/ev':>9} {'redund.':>7} {'fetched':>7} " \
              f"{'p50 s':>7} {'p99 s':>7} {'wall s':>7} {'vs mesh':>7}"
     print(header)
     print("-" * len(header))
@@ -76,7 +78,8 @@ def main() -> None:
         r = measure(strategy.strip(), n, events, a.loss, a.seed)
         base = base or (r["wall s"] if strategy == "full_mesh" else None)
         ratio = r["wall s"] / base if base else float("nan")
-        print(f"{r['strategy']:<10} {r['events']:>6} {r['lost']:>4} {r['copies/event']:>9.1f} {r['redundancy']:>7.2f} "
+        print(f"{r['strategy']:<10} {r['events']:>6} {r['lost']:>4} {r['copies/event']:>9.1f} {r['repairs/event']:>9.1f} "
+              f"{r['redundancy']:>7.2f} "
               f"{r['fetched']:>7.1%} {r['p50 s']:>7.2f} {r['p99 s']:>7.1f} {r['wall s']:>7.1f} {ratio:>7.2f}",
               flush=True)
 

@@ -380,7 +380,7 @@ class Recorder:
         sk: list = []
         ev: list = []
         for state_hash, mapping in self.states.items():
-            for (etype, skey), eid in mapping.items():
+            for (etype, skey), eid in sorted(mapping.items()):
                 h.append(state_hash)
                 ty.append(etype)
                 sk.append(skey)

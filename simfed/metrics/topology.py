@@ -11,6 +11,10 @@ another server, by its creator (``origin``) or passed on (``forward``)):
 ``origin_copies_per_event``  copies queued by the event's creator
 ``forward_copies_per_event`` copies queued by other servers (hubs, gossip
                              peers, tree nodes)
+``repair_requests_per_event`` fetching and anti-entropy requests sent (the
+                             ``traffic`` kinds in :data:`REPAIR_KINDS`, retries
+                             included) per created event: what the strategy
+                             and the homeserver spend filling what pushes missed
 ``redundancy_factor``        copies pushed / receivers, where the receivers of
                              an event are the honest servers that should hold
                              it, less its creator: 1.0 is one copy per
@@ -49,10 +53,12 @@ import pandas as pd
 from simfed.metrics.convergence import _resolve, event_convergence, held_at
 from simfed.metrics.divergence import agreement_since, divergence
 
-__all__ = ["FETCH_VIAS", "arrival_shares", "change_convergence", "push_stats", "topology_summary"]
+__all__ = ["FETCH_VIAS", "REPAIR_KINDS", "arrival_shares", "change_convergence", "push_stats", "topology_summary"]
 
 Tables = Mapping[str, pd.DataFrame]
 
+#: Request kinds that repair what pushes missed (fetching, anti-entropy).
+REPAIR_KINDS = ("get_missing_events", "state_ids", "state", "event", "event_auth", "backfill", "extremities")
 #: Arrival paths that are fetching rather than push.
 FETCH_VIAS = ("get_missing_events", "state_fetch", "backfill", "event", "anti_entropy")
 
@@ -65,17 +71,22 @@ def push_stats(tables: Tables, honest: Iterable[str] | None = None, end_t: float
     n_events = len(tables["events"])
     if pushes is None or n_events == 0:
         return {k: math.nan for k in ("push_messages_per_event", "push_bytes_per_event", "origin_copies_per_event",
-                                      "forward_copies_per_event", "redundancy_factor")}
+                                      "forward_copies_per_event", "repair_requests_per_event", "redundancy_factor")}
     pushes = pushes[pushes["t"] <= end]
     roles = pushes["role"].astype(object)
     if conv is None:
         conv = event_convergence(tables, hs, end)
     receivers = int((conv["n_expected"] - 1).clip(lower=0).sum())
+    tr = tables.get("traffic")
+    repairs = 0
+    if tr is not None and not tr.empty:
+        repairs = int((tr["kind"].astype(object).isin(REPAIR_KINDS) & (tr["t_sent"] <= end)).sum())
     return {
         "push_messages_per_event": len(pushes) / n_events,
         "push_bytes_per_event": float(pushes["size_bytes"].sum()) / n_events,
         "origin_copies_per_event": int((roles == "origin").sum()) / n_events,
         "forward_copies_per_event": int((roles == "forward").sum()) / n_events,
+        "repair_requests_per_event": repairs / n_events,
         "redundancy_factor": len(pushes) / receivers if receivers else math.nan,
     }
 
