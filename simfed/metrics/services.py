@@ -19,19 +19,21 @@ services are off):
 ``profiles``   t, server, user, kind, displayname, event_id, latency_ms,
                outcome, errcode -- ``change`` (the member event carrying a
                new display name) and ``query`` (a federation profile query
-               by ``server``; outcome ok / stale / error / failed).
+               by ``server``; outcome ok / stale / error / failed, or
+               pending: still unanswered when the run ended).
 ``directory``  t, server, alias, kind, room_id, n_servers, latency_ms,
                outcome, cached, errcode -- alias ``create`` / ``move`` /
                ``delete`` at the alias's server, ``query`` by ``server``
                (outcome ok / stale / missing / not_found / error /
-               failed), ``join`` (a join by alias).
+               failed / pending), ``join`` (a join by alias).
 ``identity``   t, node, kind, medium, address, mxid, ref, t_bound,
                latency_ms, outcome, errcode -- ``bind`` (accepted at the
                identity server ``node``, ``ref`` = record ID; or failed at
                the homeserver ``node``, ``ref`` = identity server),
                ``applied`` (record ``ref`` stored at identity server
                ``node``), ``lookup`` (by homeserver ``node`` at identity
-               server ``ref``).
+               server ``ref``), ``server`` (one row per identity server
+               at the start: the cluster's members).
 
 Measures (copied into the README): see each function.
 """
@@ -128,6 +130,10 @@ def presence_amplification(tables: Tables) -> dict[str, Any]:
     ``edus_per_change``         entries_queued / updates: servers each update goes to
     ``edus_received_per_change`` edus_received / updates: EDU messages actually
                                 delivered per update (batching makes it < entries)
+    ``entries_per_state_change``  entries_queued / state_changes: what each change of
+                                a user's state costs, counting the activity and
+                                resend updates presence sends besides
+    ``edus_received_per_state_change``  edus_received / state_changes
     """
     p = _table(tables, "presence")
     local = p[_s(p["role"]) == "local"] if not p.empty else p
@@ -136,14 +142,17 @@ def presence_amplification(tables: Tables) -> dict[str, Any]:
     updates = int(len(local))
     queued = int(local["n_audience"].sum()) if updates else 0
     received = int(len(pe))
+    changes = int((_s(local["reason"]) == "change").sum()) if updates else 0
     return {
         "updates": updates,
-        "state_changes": int((_s(local["reason"]) == "change").sum()) if updates else 0,
+        "state_changes": changes,
         "entries_queued": queued,
         "edus_received": received,
         "entries_received": int(pe["entries"].sum()) if received else 0,
         "edus_per_change": queued / updates if updates else None,
         "edus_received_per_change": received / updates if updates else None,
+        "entries_per_state_change": queued / changes if changes else None,
+        "edus_received_per_state_change": received / changes if changes else None,
     }
 
 
@@ -249,7 +258,7 @@ def identity_replication(tables: Tables, n_servers: int | None = None) -> pd.Dat
 
     ``n_applied`` servers stored it, ``max_lag_ms`` is the latest of them
     minus the bind time, ``convergence_ms`` equals it when all
-    ``n_servers`` (default: the identity servers seen in the table) hold the
+    ``n_servers`` (default: the identity servers of the ``server`` rows) hold the
     record, else NaN (``converged = False``).
 
     Columns: ref, t_bound, n_applied, max_lag_ms, convergence_ms, converged.
@@ -259,7 +268,11 @@ def identity_replication(tables: Tables, n_servers: int | None = None) -> pd.Dat
     ap = i[_s(i["kind"]) == "applied"] if not i.empty else i
     if ap.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    n = n_servers if n_servers is not None else len(set(_s(ap["node"])))
+    if n_servers is None:
+        members = i[_s(i["kind"]) == "server"]
+        n = len(set(_s(members["node"]))) if not members.empty else len(set(_s(ap["node"])))
+    else:
+        n = n_servers
     df = pd.DataFrame({"ref": _s(ap["ref"]), "node": _s(ap["node"]), "t": ap["t"].to_numpy(float),
                        "t_bound": ap["t_bound"].to_numpy(float)})
     g = df.groupby("ref", sort=True).agg(t_bound=("t_bound", "first"), n_applied=("node", "nunique"),
@@ -320,11 +333,11 @@ def services_headline(tables: Tables, *, end_t: float | None = None) -> dict[str
         "changes_never_seen_everywhere": int(ps["lost"].astype(bool).sum()) if not ps.empty else 0,
         "queries": int(len(q)),
         "query_outcomes": _counts(_s(q["outcome"])) if not q.empty else {},
-        "query_latency_ms": percentiles(q["latency_ms"].to_numpy(float)[_s(q["outcome"]) != "failed"]
+        "query_latency_ms": percentiles(q["latency_ms"].to_numpy(float)[~np.isin(_s(q["outcome"]), ["failed", "pending"])]
                                         if not q.empty else []),
     }
     dl = directory_lookups(tables)
-    remote = dl[~dl["cached"] & (dl["outcome"] != "failed")]
+    remote = dl[~dl["cached"] & ~dl["outcome"].isin(["failed", "pending"])]
     d = _table(tables, "directory")
     kinds = _s(d["kind"]) if not d.empty else np.array([])
     directory = {
@@ -341,7 +354,7 @@ def services_headline(tables: Tables, *, end_t: float | None = None) -> dict[str
     i = _table(tables, "identity")
     ik = _s(i["kind"]) if not i.empty else np.array([])
     io = _s(i["outcome"]) if not i.empty else np.array([])
-    answered = il[il["outcome"] != "failed"]
+    answered = il[~il["outcome"].isin(["failed", "pending"])]
     identity = {
         "binds": int(((ik == "bind") & (io == "ok")).sum()),
         "binds_failed": int(((ik == "bind") & (io != "ok")).sum()),

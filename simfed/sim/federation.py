@@ -208,7 +208,11 @@ class FederationSender:
         self._wake(destination)
 
     def send_edu(self, destination: str, edu: Any, *, key: Any = None, size_bytes: int | None = None) -> None:
-        """Queue an EDU; one with the same ``key`` replaces an unsent older one."""
+        """Queue an EDU; one with the same ``key`` replaces an unsent older one.
+
+        ``edu`` may be a callable: it is called when its transaction is built
+        and what it returns is sent, so fields that depend on the sending time
+        (presence's ``last_active_ago``) are filled in then, as Synapse does."""
         if self._crashed:
             return
         size = _size_of(edu, size_bytes, self.config.edu_size_bytes)
@@ -457,7 +461,7 @@ class FederationSender:
             "origin": self.origin,
             "origin_server_ts": int(self._clock()),
             "pdus": pdus,
-            "edus": [e[0] for e in edus],
+            "edus": [e[0]() if callable(e[0]) else e[0] for e in edus],
         }
         size = cfg.txn_overhead_bytes + pdu_bytes + sum(e[1] for e in edus)
         res: Response | RequestFailed = RequestFailed("connection")

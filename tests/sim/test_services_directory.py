@@ -107,3 +107,23 @@ def test_profile_query_answered_by_the_users_server():
     rows = w.recorder.tables()["profiles"]
     assert list(rows["kind"].astype(str)) == ["change", "query", "query"]
     assert list(rows["outcome"].astype(str)) == ["ok", "ok", "error"]
+
+
+def test_a_scheduled_joiner_is_not_joined_by_alias_before_its_time():
+    from simfed.experiment.runner import run_scenario
+    from simfed.experiment.scenario import load_scenario
+
+    sc = load_scenario({
+        "simulation": {"seed": 1, "duration": "4m"},
+        "servers": {"count": 4, "users_per_server": 1},
+        "workload": {"stop": "3m"},
+        "topology": {"changes": [{"kind": "join", "at": "2m", "server": "hs3"}]},
+        "services": {"directory": {"enabled": True, "join_by_alias": True}},
+    })
+    res = run_scenario(sc, out_dir=None, progress=False)
+    mem = res.membership
+    joins = mem[(mem["server"].astype(str) == "hs3") & mem["joined"]]["t"]
+    assert len(joins) and joins.min() >= 120_000
+    d = res.tables["directory"]
+    failed_joins = d[(d["kind"].astype(str) == "join") & (d["outcome"].astype(str) == "failed")]
+    assert failed_joins.empty

@@ -126,3 +126,23 @@ def test_malformed_requests_answer_m_bad_json():
         req = w.transport.request("hs1", dst, kind, None, 100, timeout_ms=5_000)
         res = drive(w, (lambda r=req: (yield r))())
         assert res.status == 400 and res.body["errcode"] == "M_BAD_JSON", (dst, kind, res)
+
+
+def test_a_cut_off_identity_server_leaves_records_unconverged_and_lookups_pending():
+    """is2 is unreachable for the whole run: no record reaches it, so none has
+    converged; lookups sent to it never return and are reported as pending."""
+    from simfed.experiment.runner import run_scenario
+    from simfed.experiment.scenario import load_scenario
+
+    sc = load_scenario({
+        "simulation": {"seed": 2, "duration": "5m"},
+        "servers": {"count": 4, "users_per_server": 2},
+        "workload": {"stop": "4m"},
+        "network": {"partitions": [{"start": "0s", "end": "5m", "groups": [["is2"]]}]},
+        "services": {"identity": {"enabled": True, "count": 3, "binds_per_user_per_hour": 30,
+                                  "lookups_per_server_per_minute": 2}},
+    })
+    s = run_scenario(sc, out_dir=None, progress=False).summary["identity"]
+    assert s["binds"] > 0
+    assert s["unconverged_records"] == s["binds"]
+    assert s["lookup_outcomes"].get("pending", 0) > 0

@@ -307,3 +307,31 @@ def test_remote_presence_times_out_to_offline_when_the_home_server_is_gone():
     assert p.view("hs1", "@u0:hs0") == "offline"
     rows = w.recorder.tables()["presence"]
     assert "timeout" in set(rows[rows["role"] == "remote"]["reason"].astype(str))
+
+
+def test_last_active_ago_is_counted_to_when_the_transaction_is_built():
+    """An update queued behind a transaction in flight leaves in a later
+    transaction; the entry it carries says how long ago the user was active
+    *when that transaction is built* (Synapse formats queued presence then),
+    not when the update was queued."""
+    w = make_world(servers=2)
+    room_with(w, ["hs1"])
+    run(w, 5_000)
+    p = w.services.presence
+    u = "@u0:hs0"
+    hs0 = w.servers["hs0"]
+    w.servers["hs1"].crash()
+    hs0.create_event(w.room_id, u, "m.room.message", {"msgtype": "m.text", "body": "into the void"})
+    run(w, 1_000)  # that transaction is now in flight, retrying
+    p.set_state(hs0, u, "online", proactive=True)
+    t_active = w.env.now
+    run(w, 90_000)
+    w.servers["hs1"].restart()
+    run(w, 20 * 60_000)
+    e = w.recorder.tables()["presence"]
+    seen = e[(e["role"].astype(str) == "remote") & (e["server"].astype(str) == "hs1") & (e["user"].astype(str) == u)]
+    assert len(seen) >= 1
+    first = seen.iloc[0]
+    # Queued at t_active, sent much later: the entry counts the wait.
+    assert first["last_active_ago"] >= 30_000
+    assert first["last_active_ago"] <= first["t"] - t_active

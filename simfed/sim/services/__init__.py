@@ -96,6 +96,12 @@ class Services:
             if s is not None:
                 s.start()
 
+    def finish(self) -> None:
+        """The run ended: record requests still unanswered as ``pending``."""
+        for s in (self.profiles, self.directory, self.identity):
+            if s is not None:
+                s.outstanding.flush()
+
     def on_local_event(self, hs: "Homeserver", ev: Any) -> None:
         """A user of ``hs`` sent an event: a message is a proactive presence action
         (online, ``last_active`` now) for a user whose client is connected."""

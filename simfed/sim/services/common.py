@@ -4,7 +4,7 @@ extra network nodes (identity servers)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EDU_OVERHEAD_BYTES",
     "HostedLatency",
+    "Outstanding",
     "edu_entries",
     "edu_queued",
     "edu_size",
@@ -75,9 +76,12 @@ def edu_queued(sender: "FederationSender", destination: str, key: Any) -> bool:
     return sender.edu_queued(destination, key)
 
 
-def queue_edu(hs: "Homeserver", destination: str, edu: dict, key: Any) -> None:
-    """Hand an EDU to ``hs``'s federation sender (its size computed from its entries)."""
-    hs.sender.send_edu(destination, edu, key=key, size_bytes=edu_size(edu))
+def queue_edu(hs: "Homeserver", destination: str, edu: dict, key: Any,
+              render: Callable[[], dict] | None = None) -> None:
+    """Hand an EDU to ``hs``'s federation sender (its size computed from its
+    entries); with ``render``, the sender sends ``render()`` as the
+    transaction is built instead of ``edu``."""
+    hs.sender.send_edu(destination, render if render is not None else edu, key=key, size_bytes=edu_size(edu))
 
 
 def exp_ms(rng: np.random.Generator, mean_ms: float) -> float:
@@ -89,6 +93,31 @@ def exp_ms(rng: np.random.Generator, mean_ms: float) -> float:
 
 def per_minute_mean_ms(rate_per_minute: float) -> float:
     return 60_000.0 / rate_per_minute if rate_per_minute > 0 else float("inf")
+
+
+class Outstanding:
+    """Requests sent but not yet answered. When the run ends, each is recorded
+    with outcome ``pending`` (so a lookup stuck behind a partition or a dead
+    server counts, instead of vanishing from the outcome shares)."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    def start(self, on_end: Callable[[], None]) -> int:
+        """Register a request; ``on_end`` records it as pending if it is still open at the end."""
+        self._next += 1
+        self._open[self._next] = on_end
+        return self._next
+
+    def done(self, token: int) -> None:
+        self._open.pop(token, None)
+
+    def flush(self) -> None:
+        """Record every open request as pending (in the order they were sent)."""
+        for token in sorted(self._open):
+            self._open[token]()
+        self._open.clear()
 
 
 def record(world: Any, method: str, *args: Any) -> None:

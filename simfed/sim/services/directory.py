@@ -32,7 +32,8 @@ import simpy
 
 from ..serving import OVERHEAD_BYTES
 from ..transport import M_NOT_FOUND, MatrixError, RequestFailed, Response
-from .common import exp_ms, per_minute_mean_ms, record, server_of
+from ..changes import late_joiners
+from .common import Outstanding, exp_ms, per_minute_mean_ms, record, server_of
 
 if TYPE_CHECKING:
     from ...config.services import DirectoryConfig
@@ -60,6 +61,9 @@ class Directory:
 
     def __init__(self, world: "World", cfg: "DirectoryConfig") -> None:
         self.world = world
+        #: Servers whose joining is scheduled by [[topology.changes]]: never joined by alias.
+        self._late = late_joiners(world.scenario.topology)
+        self.outstanding = Outstanding()
         self.env = world.env
         self.cfg = cfg
         #: server -> {alias: room_id}: what each server holds (the truth for its aliases).
@@ -136,7 +140,7 @@ class Directory:
                     for _ in range(self.cfg.aliases_per_server):
                         self.create(hs)
             if todo and self.cfg.join_by_alias and self.known:
-                for name in sorted(todo):
+                for name in sorted(todo - self._late):
                     hs = self.world.servers[name]
                     if hs.up and self.world.room_id not in hs.rooms and name not in self._joining:
                         self._joining.add(name)
@@ -174,7 +178,11 @@ class Directory:
         if hit is not None and hit[1] > t0:
             ans = Answer(hit[0].outcome, hit[0].room_id, hit[0].servers, cached=True)
         else:
+            token = self.outstanding.start(lambda: record(
+                self.world, "directory", self.env.now, hs.name, alias, "query", None, 0, self.env.now - t0,
+                "pending", False, None))
             res = yield from hs.request(server_of(alias), "query_directory", {"room_alias": alias}, OVERHEAD_BYTES)
+            self.outstanding.done(token)
             ans = _answer(res)
             if ans.outcome == "ok" and self.cfg.cache_ttl_ms > 0:
                 self.cache[hs.name][alias] = (ans, self.env.now + self.cfg.cache_ttl_ms)
@@ -203,6 +211,8 @@ class Directory:
                 if server == hs.name or rid in hs.rooms:
                     continue
                 ok = yield from hs.join_via(ans.room_id, hs.users[0], server)
+                if not ok and hs.has_member(rid):
+                    return True  # joined meanwhile by the workload's own join: not this join's doing
                 record(self.world, "directory", self.env.now, hs.name, "", "join", ans.room_id, 0, float("nan"),
                        "ok" if ok else "failed", False, None)
                 if ok:

@@ -55,7 +55,7 @@ from ..transport import (
     RequestFailed,
     Response,
 )
-from .common import exp_ms, per_minute_mean_ms, record
+from .common import Outstanding, exp_ms, per_minute_mean_ms, record
 
 if TYPE_CHECKING:
     from ...config.services import IdentityConfig
@@ -222,6 +222,7 @@ class IdentityCluster:
 
     def __init__(self, world: "World", cfg: "IdentityConfig") -> None:
         self.world = world
+        self.outstanding = Outstanding()
         self.env = world.env
         self.cfg = cfg
         self.servers: dict[str, IdentityServer] = {n: IdentityServer(self, n) for n in cfg.server_names()}
@@ -252,6 +253,9 @@ class IdentityCluster:
     # -- processes ------------------------------------------------------------------
 
     def start(self) -> None:
+        for name in self.servers:
+            record(self.world, "identity", self.env.now, name, "server", "", "", None, None,
+                   float("nan"), float("nan"), "up", None)
         for name, s in self.servers.items():
             self.env.process(s.anti_entropy(self.world.rng(f"services/identity/{name}")))
         for name, hs in sorted(self.world.servers.items()):
@@ -309,7 +313,11 @@ class IdentityCluster:
     def lookup(self, hs: "Homeserver", medium: str, address: str, target: str) -> Proc:
         """``hs`` looks ``(medium, address)`` up at ``target``; returns the outcome string."""
         t0 = self.env.now
+        token = self.outstanding.start(lambda: record(
+            self.world, "identity", self.env.now, hs.name, "lookup", medium, address, None, target,
+            float("nan"), self.env.now - t0, "pending", None))
         res = yield from hs.request(target, "3pid_lookup", {"medium": medium, "address": address}, OVERHEAD_BYTES)
+        self.outstanding.done(token)
         truth = self.truth.get((medium, address))
         mxid = None
         if isinstance(res, Response) and res.ok:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generator
 
 import numpy as np
@@ -87,6 +87,8 @@ class _OpenEdu:
     key: Any
     edu: dict
     index: dict[str, int]
+    #: Each entry's user's last_active time as of the entry (ms; -inf: never).
+    last_active: dict[str, float] = field(default_factory=dict)
 
 
 class Presence:
@@ -213,7 +215,20 @@ class Presence:
             push.append(entry)
         else:
             push[i] = entry
-        queue_edu(hs, dest, target.edu, target.key)
+        target.last_active[user] = self.local[user].last_active
+        queue_edu(hs, dest, target.edu, target.key, render=lambda t=target: self._render(t))
+
+    def _render(self, target: _OpenEdu) -> dict:
+        """The EDU as sent: ``last_active_ago`` counted to the moment its
+        transaction is built (Synapse formats queued presence then)."""
+        now = self.env.now
+        push = []
+        for e in target.edu["content"]["push"]:
+            last = target.last_active.get(e["user_id"], -math.inf)
+            if last > -math.inf:
+                e = {**e, "last_active_ago": int(max(0.0, now - last))}
+            push.append(e)
+        return {"edu_type": target.edu["edu_type"], "content": {"push": push}}
 
     # -- the client ------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import simpy
 
 from ..serving import OVERHEAD_BYTES
 from ..transport import M_NOT_FOUND, MatrixError, Response
-from .common import exp_ms, record, server_of
+from .common import Outstanding, exp_ms, record, server_of
 
 if TYPE_CHECKING:
     from ...config.services import ProfilesConfig
@@ -53,6 +53,7 @@ class Profiles:
 
     def __init__(self, world: "World", cfg: "ProfilesConfig") -> None:
         self.world = world
+        self.outstanding = Outstanding()
         self.env = world.env
         self.cfg = cfg
         self.counters: dict[str, int] = defaultdict(int)
@@ -105,7 +106,11 @@ class Profiles:
     def query(self, hs: "Homeserver", user: str) -> Proc:
         """``hs`` asks ``user``'s server for the profile; returns the Response or failure."""
         t0 = self.env.now
+        token = self.outstanding.start(lambda: record(
+            self.world, "profile", self.env.now, hs.name, user, "query", None, None, self.env.now - t0, "pending",
+            None))
         res = yield from hs.request(server_of(user), "query_profile", {"user_id": user}, OVERHEAD_BYTES)
+        self.outstanding.done(token)
         latency = self.env.now - t0
         self.counters["queries"] += 1
         if isinstance(res, Response) and res.ok:
