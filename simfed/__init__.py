@@ -4,7 +4,8 @@ What a researcher touches, importable from here (loaded on first use):
 
 - ``simfed.run(scenario_or_path, **overrides)``: run an experiment and get
   its tables, summary and plots (a ``RunResult``);
-- ``simfed.simulate(scenario)``: the simulation alone (a ``SimResult``);
+- ``simfed.simulate(scenario_or_path, **overrides)``: the simulation alone
+  (a ``SimResult``);
 - ``simfed.sweep(scenario, grid={...}, repeat=N)``: many runs, in parallel
   (a ``SweepResult`` with ``.runs`` and ``.summary``);
 - ``simfed.load_scenario(path_or_toml_or_dict)`` and ``simfed.Scenario``.
@@ -25,7 +26,7 @@ _LAZY = {
     "run": ("simfed.api", "run"),
     "load_results": ("simfed.api", "load_results"),
     "RunResult": ("simfed.experiment.results", "RunResult"),
-    "simulate": ("simfed.sim.world", "simulate"),
+    "simulate": ("simfed.api", "simulate"),
     "sweep": ("simfed.experiment.sweep", "sweep"),
     "load_sweep": ("simfed.experiment.sweep", "load_sweep"),
     "SweepResult": ("simfed.experiment.sweep", "SweepResult"),

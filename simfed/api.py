@@ -163,11 +163,31 @@ def _is_path(source: str | os.PathLike[str]) -> bool:
     return "\n" not in source and ("=" not in source or os.path.exists(source))
 
 
-def simulate(scenario: Scenario, **kwargs: Any) -> Any:
-    """The bare simulator (``simfed.sim.world.simulate``): a ``SimResult``, no tables or files."""
+def simulate(
+    scenario_or_path: Scenario | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    set: Iterable[str] | str | None = None,  # noqa: A002 - the CLI's --set
+    seed: int | None = None,
+    recorder: Any = None,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **overrides: Any,
+) -> Any:
+    """The bare simulator (``simfed.sim.world.simulate``): a ``SimResult``, no tables or files.
+
+    Takes the scenario in any form :func:`run` takes (a ``Scenario``, a dict,
+    a path to a TOML file or TOML text) with the same ``set``, ``seed`` and
+    ``**overrides``; ``recorder``, ``progress`` and ``should_stop`` go to the
+    simulator unchanged.
+
+    >>> res = simfed.simulate("scenarios/baseline.toml", servers__count=4)  # doctest: +SKIP
+    >>> res.completed                                                        # doctest: +SKIP
+    True
+    """
     from simfed.sim.world import simulate as _simulate
 
-    return _simulate(scenario, **kwargs)
+    scenario = resolve_scenario(scenario_or_path, set=set, seed=seed, **overrides)
+    return _simulate(scenario, recorder=recorder, progress=progress, should_stop=should_stop)
 
 
 def load_scenario(source: Any, *, overrides: Iterable[str] = ()) -> Scenario:

@@ -165,15 +165,6 @@ def test_help_lists_options(main, capsys):
         assert opt in text
 
 
-def _have_world() -> bool:
-    try:
-        import simfed.sim.world  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
 def test_real_run(main, tiny_file, tmp_path, capsys):
     out = tmp_path / "real"
     assert main(["run", str(tiny_file), "--out", str(out), "--quiet"]) == 0
@@ -184,7 +175,6 @@ def test_real_run(main, tiny_file, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
 def test_real_ctrl_c_in_a_real_process(tmp_path):
     """SIGINT to a running ``simfed run`` (the big room takes ~20 s): exit 130,
     partial results on disk, no traceback."""

@@ -335,18 +335,6 @@ def test_api_bad_override_is_a_scenario_error():
 # ------------------------------------------------------------------ the real simulator
 
 
-def _have_world() -> bool:
-    try:
-        import simfed.sim.world  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_world = pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
-
-
-@needs_world
 def test_real_run_writes_and_is_deterministic(tiny, tmp_path):
     a = run_scenario(tiny, out_dir=tmp_path, progress=False)
     b = run_scenario(tiny, out_dir=None, progress=False)
@@ -359,10 +347,27 @@ def test_real_run_writes_and_is_deterministic(tiny, tmp_path):
         assert_same_values(pd.read_parquet(tmp_path / fname), a.tables[name])
 
 
-@needs_world
 def test_real_run_stopped_early(tiny, tmp_path):
     res = run_scenario(tiny, out_dir=tmp_path, progress=False, should_stop=flips_after(20))
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["complete"] is False and res.complete is False
     assert s["sim_end_ms"] < tiny.simulation.duration_ms
     assert (tmp_path / "events.parquet").exists()
+
+
+def test_simulate_takes_a_path_text_dict_or_scenario(tmp_path):
+    """``simfed.simulate`` accepts what ``simfed.run`` accepts, overrides included."""
+    import simfed
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    by_path = simfed.simulate(str(path), servers__count=3)
+    by_pathlike = simfed.simulate(path, set=["servers.count=3"])
+    by_text = simfed.simulate(TINY, servers__count=3)
+    by_scenario = simfed.simulate(load_scenario(TINY, overrides=["servers.count=3"]))
+    for res in (by_path, by_pathlike, by_text, by_scenario):
+        assert res.completed and sorted(res.servers) == ["hs0", "hs1", "hs2"]
+    ids = [sorted(r.recorder.tables()["events"]["event_id"]) for r in (by_path, by_pathlike, by_text, by_scenario)]
+    assert ids[0] and all(i == ids[0] for i in ids)
+    with pytest.raises(ScenarioError, match="no such file"):
+        simfed.simulate(str(tmp_path / "missing.toml"))

@@ -87,18 +87,6 @@ def test_reduced_overrides_validate(path):
     assert s.servers.count == 4 and s.simulation.duration_ms == 150_000
 
 
-def _have_world() -> bool:
-    try:
-        import simfed.sim.world  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_world = pytest.mark.skipif(not _have_world(), reason="simfed.sim.world not there yet")
-
-
-@needs_world
 @pytest.mark.parametrize("path", FILES, ids=ids(FILES))
 def test_scenario_runs_at_reduced_size(path, tmp_path):
     scenario = load_scenario(path, overrides=reduced(path))
@@ -111,7 +99,6 @@ def test_scenario_runs_at_reduced_size(path, tmp_path):
     assert (tmp_path / "summary.json").exists()
 
 
-@needs_world
 @pytest.mark.slow
 def test_full_baseline_runs_well_under_a_minute(tmp_path):
     t0 = time.perf_counter()
