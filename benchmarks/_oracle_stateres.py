@@ -27,7 +27,7 @@ def _oracle_dir() -> str:
     if env:
         return env
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.normpath(os.path.join(repo, "..", "shared", "oracle"))
+    return os.path.join(repo, "tests", "oracle")
 
 
 def main() -> int:

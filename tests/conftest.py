@@ -25,9 +25,9 @@ if str(TESTS_DIR) not in sys.path:
 def oracle():
     """The Synapse oracle driver (tests/oracle_client.py), one per session.
 
-    Skips when the oracle venv is missing (see /work/shared/oracle/README.md;
-    set SIMFED_ORACLE_PYTHON to point elsewhere), except under CI=true, where
-    a missing oracle is a failure.
+    Skips when the oracle venv is missing (create it with
+    ``bash tests/oracle/setup.sh``, or set SIMFED_ORACLE_PYTHON to point
+    elsewhere), except under CI=true, where a missing oracle is a failure.
     """
     from oracle_client import Oracle, oracle_python
 
@@ -35,7 +35,7 @@ def oracle():
     if not py.exists():
         msg = (
             f"Synapse oracle not installed: {py} does not exist. Create it with "
-            "`ORACLE_VENV=.oracle-venv bash ../shared/oracle/setup.sh` or set SIMFED_ORACLE_PYTHON."
+            "`bash tests/oracle/setup.sh` or set SIMFED_ORACLE_PYTHON."
         )
         if os.environ.get("CI") == "true":
             pytest.fail(msg, pytrace=False)

@@ -3,7 +3,7 @@
 
 Runs INSIDE the oracle venv (it imports Synapse). It imports
 ``synapse_oracle.py`` as a module (directory from ``$SIMFED_ORACLE_DIR``,
-default ``<repo>/../shared/oracle``) and answers one JSON request per line on
+default ``tests/oracle`` in this repository) and answers one JSON request per line on
 stdin with one JSON response per line on stdout. Nothing is written to stdout
 except responses (Synapse's logging goes to stderr).
 
@@ -49,8 +49,7 @@ import sys
 import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_HERE)
-ORACLE_DIR = os.environ.get("SIMFED_ORACLE_DIR") or os.path.join(_REPO, "..", "shared", "oracle")
+ORACLE_DIR = os.environ.get("SIMFED_ORACLE_DIR") or os.path.join(_HERE, "oracle")
 sys.path.insert(0, os.path.abspath(ORACLE_DIR))
 
 import synapse_oracle as so  # noqa: E402  (needs the sys.path entry above)
@@ -86,8 +85,8 @@ def op_sign_json(req, rv, case):
 
 
 def op_pubkey(req, rv, case):
-    return so.cmd_pubkey(type("A", (), {"key_seed": case["key_seed"],
-                                        "key_id": case.get("key_id", "ed25519:1")})())
+    key_id = case.get("key_id", "ed25519:1")
+    return {"key_id": key_id, "public_key": so.public_key(case["key_seed"], key_id)}
 
 
 def op_verify(req, rv, case):

@@ -516,7 +516,7 @@ def test_known_noncanonical_value_in_unsigned(oracle, value):
     _fail("receive-check", _compare_receive(oracle, "11", [("unsigned_float", p)]))
 
 
-@pytest.mark.xfail(strict=False, reason=(
+@pytest.mark.xfail(strict=True, reason=(
     "member event without content.membership: Synapse's _check_sigs_on_pdu raises KeyError "
     "(event.membership) so the PDU is dropped at receipt; simfed accepts it there (auth rule 4.1 "
     "rejects it later). A Synapse quirk: emulate under compat='synapse' if drop-vs-reject matters"))
@@ -537,7 +537,7 @@ def test_known_size_limit_ignores_unsigned_junk(oracle):
     _fail("size receive", _compare_receive(oracle, "11", [("unsigned_junk", p)]))
 
 
-@pytest.mark.xfail(strict=False, reason=(
+@pytest.mark.xfail(strict=True, reason=(
     "room v10 (no strict byte limits): a state_key/type/sender/room_id of <= 255 code points but > 255 "
     "UTF-8 bytes makes Synapse store the event as REJECTED (EventSizeError unpersistable=False); simfed "
     "check_event drops it (protocol.md §1.9 documents Synapse's behaviour)"))
