@@ -2,6 +2,11 @@
 
 Registered through :func:`add_parser` (see ``simfed.cli.COMMAND_MODULES``).
 
+Without a terminal on stderr (no progress bar), one line on stderr says when
+the simulation is under way (``simfed run: simulation started; ...``): from
+then on Ctrl-C (SIGINT) stops it and writes what was collected. Scripts that
+drive ``simfed run`` can wait for that line before interrupting it.
+
 Exit status: 0 when the run finished (converged or not: that is a result,
 not an error); 2 for a bad scenario or bad overrides (one line per problem on
 stderr, never a traceback); 1 when the results can't be written; 130 after
@@ -70,6 +75,31 @@ def _report_invalid(file: str, exc) -> int:
     return EXIT_INVALID
 
 
+#: The line ``simfed run`` writes on stderr once the simulation is under way.
+STARTED_LINE = "simfed run: simulation started; Ctrl-C stops it and writes what was collected"
+
+
+class _AnnounceStart:
+    """Polled by the simulator at its progress checks (about every 1% of simulated
+    time, the first after 1%); prints :data:`STARTED_LINE` at the first. Never stops the run."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self) -> bool:
+        if not self.done:
+            self.done = True
+            print(STARTED_LINE, file=sys.stderr, flush=True)
+        return False
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def run_command(args: argparse.Namespace) -> int:
     from simfed.errors import ScenarioMismatch
     from simfed.experiment.scenario import ScenarioError, load_scenario
@@ -97,6 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
             progress=False if args.quiet else None,
             name=Path(args.file).stem,
             plots=args.plots,
+            should_stop=None if args.quiet or _stderr_is_terminal() else _AnnounceStart(),
         )
     except KeyboardInterrupt:
         # Ctrl-C while measuring or writing (after the simulation stopped).

@@ -174,26 +174,53 @@ def test_real_run(main, tiny_file, tmp_path, capsys):
                                                "summary.json"}
 
 
-@pytest.mark.slow
-def test_real_ctrl_c_in_a_real_process(tmp_path):
-    """SIGINT to a running ``simfed run`` (the big room takes ~20 s): exit 130,
-    partial results on disk, no traceback."""
-    import time
+#: Ten servers chatting for ten simulated hours: about a minute of CPU, so a
+#: run interrupted after its first 1% is nowhere near finishing, on any machine.
+LONG = """
+description = "long by construction: ten servers chatting for ten hours"
+[simulation]
+seed = 1
+duration = "10h"
+[servers]
+count = 10
+users_per_server = 2
+[workload]
+messages_per_user_per_minute = 2
+stop = "10h"
+"""
 
-    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
-    out = tmp_path / "big"
+
+def test_real_ctrl_c_in_a_real_process(tmp_path):
+    """SIGINT to a running ``simfed run``, sent once it says the simulation has
+    started: exit 130, partial results on disk, no traceback."""
+    from simfed.experiment.cli_run import STARTED_LINE
+
+    scenario = tmp_path / "long.toml"
+    scenario.write_text(LONG)
+    out = tmp_path / "long"
     code = (
         "import sys, simfed.cli as c\n"
         f"c.COMMAND_MODULES = tuple(dict.fromkeys(c.COMMAND_MODULES + ({MODULE!r},)))\n"
         "sys.exit(c.main(sys.argv[1:]))\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "run", str(scenarios / "big-room.toml"), "--out", str(out), "--no-plots"],
+        [sys.executable, "-c", code, "run", str(scenario), "--out", str(out), "--no-plots"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(6)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        seen = []
+        for line in proc.stderr:  # wait for the run to say it is under way
+            seen.append(line)
+            if line.rstrip("\n") == STARTED_LINE:
+                break
+        assert seen and seen[-1].rstrip("\n") == STARTED_LINE, "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        stdout, rest = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -201,3 +228,12 @@ def test_real_ctrl_c_in_a_real_process(tmp_path):
     assert 0 < summary["sim_end_ms"] < summary["sim_duration_ms"]
     assert (out / "events.parquet").exists()
     assert "INCOMPLETE" in stdout
+
+
+def test_started_line_only_without_a_terminal_and_not_quiet(main, fake_world, tiny_file, tmp_path, capsys):
+    from simfed.experiment import cli_run
+
+    assert main(["run", str(tiny_file), "--out", str(tmp_path / "a"), "--no-plots"]) == 0
+    assert capsys.readouterr().err.splitlines().count(cli_run.STARTED_LINE) == 1
+    assert main(["run", str(tiny_file), "--out", str(tmp_path / "b"), "--no-plots", "--quiet"]) == 0
+    assert cli_run.STARTED_LINE not in capsys.readouterr().err
