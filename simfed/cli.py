@@ -4,12 +4,18 @@ Each command lives in its own module that defines ``add_parser(subparsers)``;
 the parser it adds sets ``func`` (taking the parsed args, returning an exit
 code). Modules are listed in ``COMMAND_MODULES`` and imported lazily, so
 ``simfed --help`` stays fast.
+
+Every command's output may go to a pipe that closes early
+(``simfed schema | head -1``): :func:`main` then stops quietly with exit
+status 141, as a shell reports a process ended by SIGPIPE, instead of a
+``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -23,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simfed.experiment.cli_scenario",
 )
 
-from .exitcodes import EXIT_OK
+from .exitcodes import EXIT_BROKEN_PIPE, EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``simfed`` command; its exit status (see :mod:`simfed.exitcodes`)."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        fd = _stdout_fd()
+        if fd is None or not _reader_gone(fd):
+            raise  # some other pipe broke: a real error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)  # so that Python's final flush does not fail again
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _stdout_fd() -> int | None:
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a non-file (e.g. in tests)
+        return None
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError):  # no poll() here: assume it was stdout
+        return True
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -7,5 +7,8 @@ EXIT_FAILURE = 1
 EXIT_INVALID = 2
 #: interrupted with Ctrl-C (partial results were written)
 EXIT_INTERRUPTED = 130
+#: the reader of standard output went away (``simfed schema | head -1``), as a
+#: process killed by SIGPIPE reports it in a shell (128 + 13)
+EXIT_BROKEN_PIPE = 141
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK"]
