@@ -5,6 +5,10 @@ the parser it adds sets ``func`` (taking the parsed args, returning an exit
 code). Modules are listed in ``COMMAND_MODULES`` and imported lazily, so
 ``simfed --help`` stays fast.
 
+Warnings simfed raises on purpose (:class:`simfed.errors.SimfedWarning`
+and its kinds, e.g. an empty scenario file) are printed as one line each on
+stderr, ``simfed: warning: ...``, without Python's source-line decoration.
+
 Every command's output may go to a pipe that closes early
 (``simfed schema | head -1``): :func:`main` then stops quietly with exit
 status 141, as a shell reports a process ended by SIGPIPE, instead of a
@@ -17,6 +21,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from . import __version__
@@ -80,7 +85,26 @@ def _reader_gone(fd: int) -> bool:
         return True
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Our own warnings as one plain line; anything else as Python shows it."""
+    from .errors import SimfedWarning
+
+    if issubclass(category, SimfedWarning):
+        print(f"simfed: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def _dispatch(argv: Sequence[str] | None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run_command(argv)
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["SimfedError", "ScenarioMismatch"]
+__all__ = ["SimfedError", "SimfedWarning", "ScenarioMismatch"]
 
 
 class SimfedError(Exception):
     """Base class of every error simfed raises on purpose."""
+
+
+class SimfedWarning(UserWarning):
+    """Base class of every warning simfed gives on purpose (the command line
+    prints these as one plain line on stderr)."""
 
 
 class ScenarioMismatch(SimfedError, ValueError):

@@ -49,13 +49,8 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.file, overrides=args.overrides)
     except ScenarioError as exc:
-        for problem in exc.problems:
-            # Field problems get the file name in front; file-level ones name it already.
-            prefix = f"{args.file}: " if problem.path and problem.path != "--set" else ""
-            print(f"{prefix}{problem}", file=sys.stderr)
-        n = len(exc.problems)
-        if n > 1:
-            print(f"{args.file}: {n} problems", file=sys.stderr)
+        for line in exc.lines(args.file):
+            print(line, file=sys.stderr)
         return EXIT_INVALID
     if scenario.topology.graph is not None:
         from simfed.errors import ScenarioMismatch

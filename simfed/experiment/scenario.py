@@ -24,6 +24,7 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,12 @@ import pydantic
 from .. import config
 from ..config import ConfigProblems, Scenario, show
 from ..config.netgraph import NetworkGraphConfig
-from ..errors import SimfedError
+from ..errors import SimfedError, SimfedWarning
 
 __all__ = [
     "Problem",
     "ScenarioError",
+    "ScenarioWarning",
     "json_schema",
     "load_scenario",
     "scenario_to_dict",
@@ -53,14 +55,27 @@ _DISCRIMINATORS = ("model", "kind", "distribution")
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a scenario: where, what was there, and why."""
+    """One thing wrong with a scenario: where, what was there, and why.
+
+    ``option`` is the command-line override the bad value came from
+    (``"--set network.loss=2"``), empty when it came from the file.
+    """
 
     path: str
     value: Any
     message: str
+    option: str = ""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+    def located(self, file: str | os.PathLike[str]) -> str:
+        """The problem as one line for a user: against the ``--set`` option it came from, or the file."""
+        if self.option:
+            return f"{self.option}: {self}"
+        if not self.path or self.path == "--set":  # names the file or the option already
+            return str(self)
+        return f"{os.fspath(file)}: {self}"
 
 
 class ScenarioError(SimfedError, ValueError):
@@ -78,9 +93,10 @@ class ScenarioError(SimfedError, ValueError):
     ``str()`` is one line per problem.
     """
 
-    def __init__(self, problems: Sequence[Problem] | str, *, path: str = "", value: Any = _NO_VALUE):
+    def __init__(self, problems: Sequence[Problem] | str, *, path: str = "", value: Any = _NO_VALUE,
+                 option: str = ""):
         if isinstance(problems, str):
-            problems = [Problem(path, value, problems)]
+            problems = [Problem(path, value, problems, option)]
         if not problems:
             raise ValueError("ScenarioError needs at least one problem")
         self.problems: tuple[Problem, ...] = tuple(problems)
@@ -92,6 +108,18 @@ class ScenarioError(SimfedError, ValueError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+    def lines(self, file: str | os.PathLike[str]) -> list[str]:
+        """What a command prints for ``simfed CMD FILE``: one line per problem, then a count if several."""
+        out = [p.located(file) for p in self.problems]
+        if len(out) > 1:
+            out.append(f"{os.fspath(file)}: {len(out)} problems")
+        return out
+
+
+class ScenarioWarning(SimfedWarning):
+    """Something about a scenario worth saying that does not stop the run
+    (an empty scenario file). ``simfed`` commands print it as one line on stderr."""
 
 
 # --------------------------------------------------------------------------
@@ -299,6 +327,24 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _override_parts(key: str, item: str) -> list[str | int]:
+    return [int(p) if isinstance(p, str) and p.isdigit() else p for p in _split_key(key.strip(), item)]
+
+
+def _blame_overrides(problems: Sequence[Problem], overrides: Sequence[str]) -> list[Problem]:
+    """Problems at (or inside) a key an override set name that ``--set`` option, the last one winning."""
+    targets = []
+    for item in overrides:
+        key = item.partition("=")[0]
+        targets.append((_render(_override_parts(key, item)), f"--set {item}"))
+    out = []
+    for problem in problems:
+        option = next((opt for path, opt in reversed(targets)
+                       if problem.path == path or problem.path.startswith((path + ".", path + "["))), "")
+        out.append(Problem(problem.path, problem.value, problem.message, option) if option else problem)
+    return out
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``data`` with each ``dotted.key=value`` set.
 
@@ -314,21 +360,22 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 path="--set",
                 value=item,
             )
-        parts = [int(p) if isinstance(p, str) and p.isdigit() else p for p in _split_key(key.strip(), item)]
+        parts = _override_parts(key, item)
         value = _parse_value(raw.strip())
+        option = f"--set {item}"
         cur: Any = data
         for depth, part in enumerate(parts[:-1]):
             nxt = parts[depth + 1]
             here = _render(parts[: depth + 1])
             if isinstance(part, int):
                 if not isinstance(cur, list) or not 0 <= part < len(cur):
-                    raise ScenarioError(f"no item [{part}] to set (in --set {item})", path=here, value=_NO_VALUE)
+                    raise ScenarioError(f"no item [{part}] to set", path=here, value=_NO_VALUE, option=option)
                 if not isinstance(cur[part], (dict, list)):
-                    raise ScenarioError(f"{show(cur[part])} is not a table (in --set {item})", path=here, value=cur[part])
+                    raise ScenarioError(f"{show(cur[part])} is not a table", path=here, value=cur[part], option=option)
                 cur = cur[part]
                 continue
             if not isinstance(cur, dict):
-                raise ScenarioError(f"not a table (in --set {item})", path=_render(parts[:depth]), value=cur)
+                raise ScenarioError("not a table", path=_render(parts[:depth]), value=cur, option=option)
             if part not in cur:
                 cur[part] = [] if isinstance(nxt, int) else {}
             elif not isinstance(cur[part], (dict, list)):
@@ -337,12 +384,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                     f"(e.g. --set '{here}={{ ... }}')",
                     path=here,
                     value=cur[part],
+                    option=option,
                 )
             cur = cur[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(cur, list) or not 0 <= last <= len(cur):
-                raise ScenarioError(f"no item [{last}] to set (in --set {item})", path=_render(parts), value=_NO_VALUE)
+                raise ScenarioError(f"no item [{last}] to set", path=_render(parts), value=_NO_VALUE, option=option)
             if last == len(cur):
                 cur.append(value)
             else:
@@ -350,7 +398,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         elif isinstance(cur, dict):
             cur[last] = value
         else:
-            raise ScenarioError(f"not a table (in --set {item})", path=_render(parts[:-1]), value=cur)
+            raise ScenarioError("not a table", path=_render(parts[:-1]), value=cur, option=option)
     return data
 
 
@@ -425,6 +473,11 @@ def load_scenario(
     is taken relative to that file's directory and stored absolute; in TOML
     text or a dict it is relative to the working directory.
 
+    A problem with a value an override set names that override
+    (``Problem.option``), so a command reports it against ``--set``, not
+    the file. An empty scenario file (no keys at all) is allowed but warned
+    about (:class:`ScenarioWarning`): the run then uses only defaults.
+
     Raises
     ------
     ScenarioError
@@ -432,15 +485,19 @@ def load_scenario(
         a bad override, or any invalid value (all of them, one per line).
     """
     data = _read(source)
+    base = _source_dir(source)
+    if base is not None and not data:
+        rest = "every value not set by --set is a default" if overrides else "every value is a default"
+        warnings.warn(ScenarioWarning(f"{os.fspath(source)}: the scenario file is empty: {rest} "
+                                      "(simfed schema lists them)"), stacklevel=2)
     if overrides:
         data = apply_overrides(data, overrides)
-    base = _source_dir(source)
     if base is not None:
         _anchor_graph_path(data, base)
     try:
         return Scenario.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ScenarioError(_problems_from(exc, data)) from None
+        raise ScenarioError(_blame_overrides(_problems_from(exc, data), overrides)) from None
 
 
 def scenario_to_dict(scenario: Scenario, *, human: bool = False) -> dict[str, Any]:

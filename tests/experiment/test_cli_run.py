@@ -237,3 +237,58 @@ def test_started_line_only_without_a_terminal_and_not_quiet(main, fake_world, ti
     assert capsys.readouterr().err.splitlines().count(cli_run.STARTED_LINE) == 1
     assert main(["run", str(tiny_file), "--out", str(tmp_path / "b"), "--no-plots", "--quiet"]) == 0
     assert cli_run.STARTED_LINE not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("network.latncy=80ms", 'network.latncy: unknown key "latncy" (did you mean "latency"?'),
+        ("network.loss=1.5", "network.loss: 1.5 is not a valid loss"),
+        ("network.latency.model=warp", 'network.latency.model: "warp" is not a valid model'),
+        ("network.loss.p=0.2", "network.loss: 0.05 is not a table"),
+        ("faults[5].at=1m", "faults[5]: no item [5] to set"),
+    ],
+)
+def test_bad_set_is_reported_against_the_option(main, fake_world, tiny_file, tmp_path, capsys, command, override,
+                                                expected):
+    """A bad value from ``--set`` names the option, not the scenario file it was not in."""
+    tiny_file.write_text(TINY + "[network]\nloss = 0.05\n")
+    extra = ["--out", str(tmp_path / "out")] if command == "run" else []
+    assert main([command, str(tiny_file), "--set", override, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"--set {override}: {expected}"), err
+    assert str(tiny_file) not in err
+
+
+def test_bad_value_in_the_file_is_still_reported_against_the_file(main, tiny_file, capsys):
+    tiny_file.write_text(TINY.replace("count = 4", "count = -1"))
+    assert main(["validate", str(tiny_file), "--set", "network.loss=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tiny_file}: servers.count: -1") and "--set" not in err
+
+
+@pytest.mark.parametrize("text", ["", "# nothing here yet\n\n"])
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_empty_scenario_file_runs_on_defaults_with_a_warning(main, fake_world, tmp_path, capsys, command, text):
+    empty = tmp_path / "empty.toml"
+    empty.write_text(text)
+    extra = ["--out", str(tmp_path / "out"), "--quiet"] if command == "run" else []
+    assert main([command, str(empty), *extra]) == 0
+    err = capsys.readouterr().err
+    assert f"simfed: warning: {empty}: the scenario file is empty: every value is a default" in err
+    assert "Warning" not in err  # one plain line, not Python's warning format
+
+
+def test_non_empty_scenario_file_gives_no_warning(main, tiny_file, capsys):
+    assert main(["validate", str(tiny_file)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_empty_scenario_file_warns_from_python_too(tmp_path):
+    from simfed.experiment.scenario import ScenarioWarning, load_scenario
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.warns(ScenarioWarning, match="empty.toml: the scenario file is empty"):
+        load_scenario(empty, overrides=["servers.count=3"])
