@@ -3,12 +3,11 @@
 The runs use reduced sizes through overrides (4 servers, 150 s, workload
 stopping at 60 s, perturbations moved inside that window), the way the
 scenario files' users would try them; the full-size baseline runs under the
-``slow`` marker and must stay well under a minute of wall time.
+``slow`` marker (its wall time is measured for the README, not asserted).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -100,11 +99,9 @@ def test_scenario_runs_at_reduced_size(path, tmp_path):
 
 
 @pytest.mark.slow
-def test_full_baseline_runs_well_under_a_minute(tmp_path):
-    t0 = time.perf_counter()
+def test_full_baseline_converges_without_loss_of_events(tmp_path):
+    # How long it takes is the README's figure, measured, not a test's.
     res = run_scenario(load_scenario(SCENARIOS / "baseline.toml"), out_dir=tmp_path, progress=False)
-    wall = time.perf_counter() - t0
     assert res.summary["complete"] is True
     assert res.summary["converged"] is True, res.summary
     assert res.summary["events_lost"] == 0
-    assert wall < 45, f"baseline took {wall:.1f} s of wall time"

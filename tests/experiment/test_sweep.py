@@ -357,13 +357,11 @@ def test_any_executor_gives_the_same_table(tmp_path):
 
 def test_local_processes_and_dask_give_identical_tables():
     pytest.importorskip("distributed")
-    t0 = time.perf_counter()
     local = sweep(BASELINE, GRID, 1, workers=2, **TINY)
     dask = sweep(BASELINE, GRID, 1, scheduler="local:2", **TINY)
     _same_table(local.runs, dask.runs)
     pd.testing.assert_frame_equal(local.summary, dask.summary)
     assert "local processes" in local.executor and "Dask" in dask.executor
-    assert time.perf_counter() - t0 < 60
 
 
 def test_a_user_dask_client_is_used_and_left_open():
@@ -457,7 +455,7 @@ def _subprocess_sweep(out: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _wait_for_runs(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for_runs(out: Path, n: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while len(list(out.glob("runs/*/summary.json"))) < n:
         assert proc.poll() is None, proc.communicate()
@@ -476,7 +474,7 @@ def test_interrupted_or_killed_sweep_loses_no_finished_run(main, tmp_path, capsy
             os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
         else:
             os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=600)  # a hang guard, not a speed test
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
