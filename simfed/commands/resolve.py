@@ -50,47 +50,68 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read_pdus(path: str) -> list[Any]:
+def _loads(text: str, where: str) -> Any:
+    """``json.loads`` with every failure as one InputError line."""
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise InputError(f"{where}: invalid JSON: {e}") from None
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+        raise InputError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+def _read_pdus(path: str) -> list[Any]:
+    text = _read_text(path, "events")
     stripped = text.strip()
     if not stripped:
         raise InputError(f"{path}: no events")
     if stripped.startswith("["):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        data = _loads(stripped, path)
+        if not data:
+            raise InputError(f"{path}: no events (an empty array)")
         return data
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: line {n}: invalid JSON: {e.msg}") from None
+        out.append(_loads(line, f"{path}: line {n}"))
     return out
 
 
+_KEYS_SHAPE = '{"server": {"ed25519:1": "<public key base64>"}}'
+
+
 def _read_keys(path: str) -> dict[str, dict[str, VerifyKey]]:
-    try:
-        raw = json.load(open(path, encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read keys: {e}") from None
-    keys: dict[str, dict[str, VerifyKey]] = {}
+    raw = _loads(_read_text(path, "keys"), path)
     if not isinstance(raw, dict):
-        raise InputError(f'{path}: expected {{"server": {{"ed25519:1": "<base64>"}}}}')
+        raise InputError(f"{path}: expected {_KEYS_SHAPE}, got a JSON {type(raw).__name__}")
+    keys: dict[str, dict[str, VerifyKey]] = {}
     for server, v in raw.items():
         entries = v.get("verify_keys", v) if isinstance(v, dict) else {"ed25519:1": v}
-        try:
-            keys[server] = {
-                kid: VerifyKey(k["key"] if isinstance(k, dict) else k, kid) for kid, k in entries.items()
-            }
-        except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{path}: bad key for {server}: {e}") from None
+        if not isinstance(entries, dict):
+            raise InputError(f"{path}: keys of {server!r}: expected an object of key ID to key, got {type(entries).__name__}")
+        keys[server] = {}
+        for kid, k in entries.items():
+            k = k.get("key") if isinstance(k, dict) else k
+            if not isinstance(k, str):
+                raise InputError(f"{path}: key {server}/{kid}: expected base64 text, got {type(k).__name__}")
+            try:
+                keys[server][kid] = VerifyKey(k, kid)
+            except ValueError as e:
+                raise InputError(f"{path}: bad key {server}/{kid}: {e}") from None
     return keys
 
 
@@ -131,8 +152,6 @@ def resolve_file(path: str, *, algorithm: str = "v2", at: list[str] | None = Non
     if algorithm not in available_algorithms():
         raise InputError(f"--algorithm {algorithm!r}: choose one of {', '.join(available_algorithms())}")
     pdus = _read_pdus(path)
-    if not isinstance(pdus, list):
-        raise InputError(f"{path}: expected a JSON array of PDUs or JSON Lines")
     keys = _read_keys(keys_path) if keys_path else None
     events = load_events(pdus, room_version, keys)
     try:
@@ -158,8 +177,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = resolve_file(args.file, algorithm=args.algorithm, at=args.at, room_version=args.room_version,
                            compat=args.compat, keys_path=args.keys)
-    except InputError as e:
-        print(f"simfed resolve: {e}", file=sys.stderr)
+    except (InputError, ValueError) as e:
+        # One line, printable whatever the input held (lone surrogates included).
+        line = " ".join(str(e).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"simfed resolve: {line}", file=sys.stderr)
         return EXIT_INVALID
     json.dump(out, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

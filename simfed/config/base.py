@@ -178,7 +178,8 @@ Bandwidth = Annotated[
     PlainSerializer(_ser_bandwidth, when_used="always"),
 ]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
+#: Rates and weights; the cap (``simfed.config.bounds.MAX_RATE``) keeps runs finite.
+NonNegative = Annotated[float, Field(ge=0.0, le=1_000_000.0)]
 
 
 # --------------------------------------------------------------------------

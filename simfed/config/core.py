@@ -23,6 +23,7 @@ from .base import (
     _tagged,
     _unknown_server,
 )
+from .bounds import MAX_CLOCK_SKEW_MS, MAX_DURATION_MS, MAX_SERVERS, MAX_USERS, MAX_USERS_PER_SERVER
 
 
 
@@ -32,7 +33,7 @@ class SimulationConfig(_Model):
     seed: int = Field(0, ge=0)
     """Root seed; every component draws from its own stream spawned from it."""
     duration_ms: PositiveDuration = Field(60_000.0, alias="duration")
-    """Length of the whole run (simulated). Nothing is simulated after it."""
+    """Length of the whole run (simulated), at most a year. Nothing is simulated after it."""
     room_version: Annotated[
         Literal["10", "11"], BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
     ] = "11"
@@ -49,6 +50,13 @@ class SimulationConfig(_Model):
                 f"{show(value)} is not a known state resolution algorithm "
                 f"(expected one of {', '.join(show(c) for c in choices)})"
             )
+        return value
+
+    @field_validator("duration_ms")
+    @classmethod
+    def _bounded_duration(cls, value: float) -> float:
+        if value > MAX_DURATION_MS:
+            raise ValueError(f"{show(format_duration(value))} is longer than {show(format_duration(MAX_DURATION_MS))}")
         return value
 
 
@@ -98,11 +106,11 @@ def _skew_shorthand(value: Any) -> Any:
 class ServersConfig(_Model):
     """``[servers]``: the homeservers in the room."""
 
-    count: int = Field(4, ge=1)
+    count: int = Field(4, ge=1, le=MAX_SERVERS)
     """Number of homeservers."""
     names: tuple[str, ...] | None = None
     """Explicit server names; default ``hs0 .. hs{count-1}``."""
-    users_per_server: int = Field(2, ge=1)
+    users_per_server: int = Field(2, ge=1, le=MAX_USERS_PER_SERVER)
     """Local users on each server, all joined to the room."""
     regions: str | dict[str, str] | None = None
     """A region table name (``"simblock-2019"``), an explicit ``{server = region}``
@@ -156,6 +164,9 @@ class ServersConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> ServersConfig:
         problems: list[tuple[tuple[str | int, ...], Any, str]] = []
+        if self.count * self.users_per_server > MAX_USERS:
+            problems.append((("users_per_server",), self.users_per_server,
+                             f"{self.count} servers x {self.users_per_server} users is more than {MAX_USERS:,} users"))
         if self.names is not None and len(self.names) != self.count:
             problems.append(
                 (("names",), list(self.names), f"{len(self.names)} names given but count = {self.count}")
@@ -177,6 +188,15 @@ class ServersConfig(_Model):
             elif name in seen:
                 problems.append((("malicious", i), name, f"{show(name)} is listed twice"))
             seen.add(name)
+        for field in ("mean_ms", "sd_ms", "low_ms", "high_ms"):
+            v = getattr(self.clock_skew, field, 0.0)
+            if abs(v) > MAX_CLOCK_SKEW_MS:
+                problems.append((("clock_skew", field[:-3]), format_duration(abs(v)),
+                                 f"{show(format_duration(abs(v)))} is more than "
+                                 f"{show(format_duration(MAX_CLOCK_SKEW_MS))} of clock skew"))
+        if seen and seen >= known:
+            problems.append((("malicious",), list(self.malicious),
+                             "every server is malicious (at least one honest server must create the room)"))
         if problems:
             raise ConfigProblems(problems)
         return self

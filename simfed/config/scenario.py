@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import model_validator
 
+from .bounds import run_size_problems
 from .base import (
     ConfigProblems,
     _Model,
@@ -98,6 +99,7 @@ class Scenario(_Model):
                     f"(simulation.duration = {show(format_duration(duration))})",
                 )
             )
+        problems += run_size_problems(self)
         if problems:
             raise ConfigProblems(problems)
         return self

@@ -323,7 +323,7 @@ def _parse_value(text: str) -> Any:
     """A TOML value if ``text`` is one (``0.1``, ``20``, ``true``, ``[..]``, ``{..}``), else the string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -411,6 +411,8 @@ def _read_toml_text(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}", value=_NO_VALUE) from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: invalid TOML: arrays or tables nested too deeply", value=_NO_VALUE) from None
 
 
 def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:

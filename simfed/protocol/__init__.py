@@ -8,7 +8,9 @@ matplotlib (a test checks).
 from .auth import AuthResult, auth_events_for, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex, auth_chain_difference
 from .canonical import (
+    MAX_JSON_DEPTH,
     CanonicalJSONError,
+    JSONTooDeepError,
     canonical_json,
     check_canonical,
     decode_base64,
@@ -42,6 +44,8 @@ __all__ = [
     "resolve_state",
     "AuthChainIndex",
     "CanonicalJSONError",
+    "JSONTooDeepError",
+    "MAX_JSON_DEPTH",
     "CheckResult",
     "DEFAULT_ROOM_VERSION",
     "DropReason",

@@ -234,7 +234,7 @@ def _check_create(event: Event, rv: RoomVersion) -> AuthResult:
     if event.room_id.partition(":")[2] != event.sender_server:
         return _reject("1.2", f"room {event.room_id} is not on the sender's server {event.sender_server}")
     version = event.content.get("room_version", "1")
-    if version not in KNOWN_VERSION_IDS:
+    if not isinstance(version, str) or version not in KNOWN_VERSION_IDS:
         return _reject("1.3", f"unknown room version {version!r}")
     if not rv.creator_is_sender and "creator" not in event.content:
         return _reject("1.4", "create event has no content.creator")
@@ -409,7 +409,8 @@ def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth
     keys = []
     if isinstance(tp_event.content.get("public_key"), str):
         keys.append(tp_event.content["public_key"])
-    for pk in tp_event.content.get("public_keys") or ():
+    public_keys = tp_event.content.get("public_keys")
+    for pk in public_keys if isinstance(public_keys, (list, tuple)) else ():
         if isinstance(pk, Mapping) and isinstance(pk.get("public_key"), str):
             keys.append(pk["public_key"])
     sigs = signed.get("signatures")

@@ -7,7 +7,7 @@ a chain computed once is valid for every server and every resolution.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from .events import Event
 
@@ -91,6 +91,58 @@ class AuthChainIndex:
                 starts.extend(ev.auth_events)
         self._walk(starts, acc)
         return acc
+
+    def nearest_ancestors(self, nodes: Collection[str]) -> dict[str, set[str]]:
+        """For each of ``nodes``, the nodes first met on each path down its auth events.
+
+        Their transitive closure is ``chain(n) & nodes`` for every ``n``, so a
+        topological sort over them equals one over the full relation; but each
+        event is walked once (the nodes below an event outside ``nodes`` are
+        memoised), so the cost is linear in the auth graph below ``nodes``
+        instead of ``len(nodes)`` times the chain length.
+        """
+        lookup = self._lookup
+        below: dict[str, frozenset[str]] = {}  # for events outside ``nodes``
+
+        def parents_of(eid: str) -> tuple[str, ...]:
+            ev = lookup(eid)
+            return ev.auth_events if ev is not None else ()
+
+        def frontier(start: str) -> frozenset[str]:
+            # Iterative post-order over events outside ``nodes``.
+            stack: list[tuple[str, bool]] = [(start, False)]
+            on_path: set[str] = set()
+            while stack:
+                eid, done = stack.pop()
+                if eid in below:
+                    continue
+                if done:
+                    on_path.discard(eid)
+                    acc: set[str] = set()
+                    for a in parents_of(eid):
+                        if a in nodes:
+                            acc.add(a)
+                        else:
+                            acc |= below.get(a, frozenset())
+                    below[eid] = frozenset(acc)
+                    continue
+                if eid in on_path:  # a cycle (impossible with hash IDs): cut it
+                    continue
+                on_path.add(eid)
+                stack.append((eid, True))
+                stack.extend((a, False) for a in parents_of(eid) if a not in nodes and a not in below)
+            return below[start]
+
+        out: dict[str, set[str]] = {}
+        for n in nodes:
+            ps: set[str] = set()
+            for a in parents_of(n):
+                if a in nodes:
+                    ps.add(a)
+                else:
+                    ps |= frontier(a)
+            out[n] = ps
+        return out
 
 
 def auth_chain_difference(

@@ -11,10 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .canonical import CanonicalJSONError, check_canonical, decode_base64, encode_base64, encode_base64_urlsafe
+from .canonical import CanonicalJSONError, JSONTooDeepError, check_canonical, decode_base64, encode_base64, encode_base64_urlsafe
 from .crypto import VerifyKey, verify_signature
 from .events import Event
-from .hashing import _NOT_HASHED, _signed_form_bytes
+from .hashing import _NOT_HASHED, _content_hash_bytes, _signed_form_bytes
 from .redaction import redact
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
 
@@ -35,6 +35,7 @@ class DropReason(str, enum.Enum):
 
     MALFORMED = "malformed"
     NOT_CANONICAL = "not_canonical"
+    TOO_DEEP = "too_deep"
     TOO_LARGE = "too_large"
     TOO_MANY_PREV_EVENTS = "too_many_prev_events"
     TOO_MANY_AUTH_EVENTS = "too_many_auth_events"
@@ -144,7 +145,9 @@ def check_event(
 ) -> CheckResult:
     """Run the checks a server applies to a PDU before it looks at room state.
 
-    In order: well-formed fields and types; canonical JSON; size and limits
+    In order: well-formed fields and types; canonical JSON (which also
+    refuses strings with no UTF-8 form, such as a lone surrogate, and
+    nesting deeper than ``MAX_JSON_DEPTH`` levels: reason ``too_deep``); size and limits
     (65,536 bytes, ≤ 20 prev_events, ≤ 10 auth_events, depth in range,
     255-byte identifiers); a valid signature from every required server
     (``keys`` maps server name → {key_id: verify key}; ``None`` skips the
@@ -166,6 +169,8 @@ def check_event(
         pdu = dict(pdu, unsigned={k: v for k, v in unsigned.items() if k in allowed})
     try:
         check_canonical(pdu)
+    except JSONTooDeepError as e:
+        return _reject(DropReason.TOO_DEEP, str(e))
     except CanonicalJSONError as e:
         return _reject(DropReason.NOT_CANONICAL, str(e))
     if len(pdu["prev_events"]) > MAX_PREV_EVENTS:
@@ -217,11 +222,12 @@ def check_event(
         if not checked:
             return _reject(DropReason.UNKNOWN_KEY, f"no signature from {server} with a known key", eid)
 
-    ok = pdu["hashes"]["sha256"] == encode_base64(hashlib.sha256(body_bytes).digest())
-    if ok:
-        return CheckResult("ok", Event._intern(pdu, rv.identifier, eid, True), None, None, eid)
+    digest = hashlib.sha256(body_bytes).digest()
+    if pdu["hashes"]["sha256"] == encode_base64(digest):
+        return CheckResult("ok", Event._intern(pdu, rv.identifier, eid, digest), None, None, eid)
     red = redact(pdu, rv)
+    red_digest = _content_hash_bytes(red, check=False)
     return CheckResult(
-        "redacted", Event._intern(red, rv.identifier, eid, False),
+        "redacted", Event._intern(red, rv.identifier, eid, red_digest),
         "content hash mismatch: kept in redacted form", None, eid,
     )

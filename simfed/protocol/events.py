@@ -1,21 +1,24 @@
 """The immutable, interned :class:`Event`.
 
 Many simulated servers hold the same event, so exactly one ``Event`` object
-exists per event ID (and form: an event kept in redacted form after a content
-hash mismatch is a separate object, and so is a copy carrying different
-signatures, since the ID does not cover them). Everything derived from the PDU is
-computed once, when the object is built.
+exists per distinct PDU. The interning key is the event ID, the SHA-256 of
+the content-hash form (everything but ``hashes``, ``signatures`` and
+``unsigned``) and the signatures; with the claimed hash inside the ID, that
+covers every byte of the PDU. So a copy whose content was altered after
+signing (same ID), its redacted form, and a copy signed differently are each
+their own object, and nobody is ever handed another copy's content.
+Everything derived from the PDU is computed once, when the object is built.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import json
 import weakref
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .canonical import canonical_json, encode_base64
+from .canonical import canonical_json, check_canonical, encode_base64, json_copy
 from .crypto import SigningKey
 from .hashing import _content_hash_bytes, _event_id_from_signed_form, _sign_event, _signed_form_bytes
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
@@ -33,10 +36,9 @@ def server_name_of(identifier: str) -> str:
     return server
 
 
-# Keyed by ID, form (full or redacted) and the signatures: an event ID does
-# not cover signatures, so copies of one event signed differently (or by a
-# forger) must not be conflated. ``_by_id`` answers "the event with this ID".
-_interned: "weakref.WeakValueDictionary[tuple[str, bool, str], Event]" = weakref.WeakValueDictionary()
+# Keyed by ID, content digest and signatures (see the module docstring).
+# ``_by_id`` answers "the event with this ID", preferring an intact copy.
+_interned: "weakref.WeakValueDictionary[tuple[str, bytes, str], Event]" = weakref.WeakValueDictionary()
 _by_id: "weakref.WeakValueDictionary[str, Event]" = weakref.WeakValueDictionary()
 
 
@@ -62,7 +64,7 @@ class Event:
         "event_id", "room_version", "room_id", "sender", "type", "state_key",
         "content", "prev_events", "auth_events", "depth", "origin_server_ts",
         "hashes", "signatures", "redacts", "membership", "sender_server",
-        "content_hash_ok", "_pdu", "_canonical", "__weakref__",
+        "content_hash_ok", "_pdu", "_canonical", "_digest", "__weakref__",
     )
 
     event_id: str
@@ -100,15 +102,15 @@ class Event:
         Does not check signatures or auth rules: see :func:`check_event`.
         """
         rv = get_room_version(room_version)
+        if not isinstance(pdu, dict):
+            raise ValueError(f"a PDU must be a JSON object, got {type(pdu).__name__}")
         given = pdu.get("event_id")
-        if given is not None:
-            pdu = {k: v for k, v in pdu.items() if k != "event_id"}
-        eid = _event_id_from_signed_form(_signed_form_bytes(pdu, rv))
+        pdu = {k: v for k, v in pdu.items() if k not in ("event_id", "unsigned")}
+        check_canonical(pdu)
+        eid = _event_id_from_signed_form(_signed_form_bytes(pdu, rv, check=False))
         if given is not None and given != eid:
             raise ValueError(f"event_id {given!r} does not match the computed ID {eid}")
-        claimed = (pdu.get("hashes") or {}).get("sha256") if isinstance(pdu.get("hashes"), dict) else None
-        ok = claimed == encode_base64(_content_hash_bytes(pdu, check=False))
-        return cls._intern(pdu, rv.identifier, eid, ok)
+        return cls._intern(pdu, rv.identifier, eid, _content_hash_bytes(pdu, check=False))
 
     @classmethod
     def create(
@@ -123,7 +125,7 @@ class Event:
         if "event_id" in fields:
             fields = {k: v for k, v in fields.items() if k != "event_id"}
         pdu, eid = _sign_event(fields, server_name, key, rv)
-        return cls._intern(pdu, rv.identifier, eid, True)
+        return cls._intern(pdu, rv.identifier, eid, _content_hash_bytes(pdu, check=False))
 
     @classmethod
     def interned(cls, event_id: str) -> "Event | None":
@@ -131,19 +133,20 @@ class Event:
         return _by_id.get(event_id)
 
     @classmethod
-    def _intern(cls, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> "Event":
-        k = (eid, content_hash_ok, _sig_key(pdu))
+    def _intern(cls, pdu: dict, room_version: str, eid: str, digest: bytes) -> "Event":
+        """The one event for this PDU; ``digest`` is the SHA-256 of its content-hash form."""
+        k = (eid, digest, _sig_key(pdu))
         existing = _interned.get(k)
         if existing is not None:
             return existing
         ev = object.__new__(cls)
-        ev._init(pdu, room_version, eid, content_hash_ok)
+        ev._init(pdu, room_version, eid, digest)
         _interned[k] = ev
-        if content_hash_ok or eid not in _by_id:
+        if ev.content_hash_ok or eid not in _by_id:
             _by_id[eid] = ev
         return ev
 
-    def _init(self, pdu: dict, room_version: str, eid: str, content_hash_ok: bool) -> None:
+    def _init(self, pdu: dict, room_version: str, eid: str, digest: bytes) -> None:
         s = object.__setattr__
         try:
             pdu = {k: v for k, v in pdu.items() if k not in ("event_id", "unsigned")}
@@ -162,6 +165,12 @@ class Event:
             for f in ("depth", "origin_server_ts"):
                 if type(pdu[f]) is not int:
                     raise ValueError(f"{f} is not an integer")
+            hashes = pdu.get("hashes") or {}
+            if not isinstance(hashes, dict):
+                raise ValueError("hashes is not an object")
+            sigs = pdu.get("signatures") or {}
+            if not isinstance(sigs, dict) or not all(isinstance(v, dict) for v in sigs.values()):
+                raise ValueError("signatures is not an object of objects")
             s(self, "room_id", pdu["room_id"])
             s(self, "sender", pdu["sender"])
             s(self, "type", pdu["type"])
@@ -175,16 +184,17 @@ class Event:
         s(self, "room_version", room_version)
         s(self, "state_key", state_key)
         s(self, "content", MappingProxyType(content))
-        s(self, "hashes", MappingProxyType(pdu.get("hashes") or {}))
-        s(self, "signatures", MappingProxyType(pdu.get("signatures") or {}))
+        s(self, "hashes", MappingProxyType(hashes))
+        s(self, "signatures", MappingProxyType(sigs))
         redacts = content.get("redacts") if room_version == "11" else pdu.get("redacts")
         s(self, "redacts", redacts if isinstance(redacts, str) else None)
         m = content.get("membership") if self.type == "m.room.member" else None
         s(self, "membership", m if isinstance(m, str) else None)
         s(self, "sender_server", self.sender.partition(":")[2])
-        s(self, "content_hash_ok", content_hash_ok)
+        s(self, "content_hash_ok", hashes.get("sha256") == encode_base64(digest))
         s(self, "_pdu", pdu)
         s(self, "_canonical", None)
+        s(self, "_digest", digest)
 
     # -- derived views ------------------------------------------------------
 
@@ -212,7 +222,7 @@ class Event:
 
     def pdu(self) -> dict:
         """A fresh, mutable copy of the federation-format PDU (no ``event_id``)."""
-        return copy.deepcopy(self._pdu)
+        return json_copy(self._pdu)
 
     def pdu_with_id(self) -> dict:
         """The PDU with its ``event_id`` added (client format, and for tools)."""
@@ -233,8 +243,10 @@ class Event:
 
     def __reduce__(self) -> tuple:
         # Pickling (e.g. to worker processes) re-interns on the other side.
-        return (_unpickle_event, (self._pdu, self.room_version, self.event_id, self.content_hash_ok))
+        # The PDU travels as its canonical JSON: pickle recurses per nesting
+        # level far more than the JSON codec does.
+        return (_unpickle_event, (self.canonical_bytes, self.room_version, self.event_id, self._digest))
 
 
-def _unpickle_event(pdu: dict, room_version: str, eid: str, ok: bool) -> Event:
-    return Event._intern(pdu, room_version, eid, ok)
+def _unpickle_event(canonical: bytes, room_version: str, eid: str, digest: bytes) -> Event:
+    return Event._intern(json.loads(canonical), room_version, eid, digest)

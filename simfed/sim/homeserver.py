@@ -51,7 +51,7 @@ from ..protocol import (
 )
 from ..protocol.checks import CheckResult
 from .federation import FederationSender
-from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing
+from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
 from .transport import MatrixError, RequestFailed, Response
 
 if TYPE_CHECKING:
@@ -301,6 +301,7 @@ class Homeserver(FederationServing):
             if served is None:
                 raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
             return served(self, origin, body)
+        check_request(kind, body)
         return handler(origin, body)
 
     def check_pdu(self, ev: Event) -> CheckResult:

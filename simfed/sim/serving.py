@@ -8,6 +8,11 @@ Matrix's standard error body when it fails (M_NOT_FOUND for an unknown room
 or event, M_FORBIDDEN for a server not in the room). Mixed into
 :class:`~simfed.sim.homeserver.Homeserver`, which supplies ``rooms``,
 ``config``, ``joined_servers``, ``check_pdu``, ``fan_out`` and ``_outcome``.
+
+:func:`check_request` checks a request body's fields before any handler
+reads it, so a malformed request from a hostile peer fails that request
+with ``400 M_BAD_JSON`` naming the field (as Synapse answers a body it
+cannot parse), never the run.
 """
 
 from __future__ import annotations
@@ -16,14 +21,65 @@ from collections import deque
 from typing import Any, Iterable
 
 from ..protocol import Event, RoomState, auth_events_for
-from .transport import M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
+from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
 
-__all__ = ["FederationServing", "OVERHEAD_BYTES"]
+__all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request"]
 
 #: Bytes of a request or response besides the events it carries.
 OVERHEAD_BYTES = 300
 ID_BYTES = 48
 DEPTH_CAP = 2**53 - 1
+
+
+def _is_ids(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+_SHAPES: dict[str, tuple[str, Any]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "ids": ("a list of strings", _is_ids),
+    "event": ("an event", lambda v: isinstance(v, Event)),
+    "events": ("a list of events", lambda v: isinstance(v, list) and all(isinstance(x, Event) for x in v)),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "txn_id": ("a string or integer", lambda v: isinstance(v, (str, int))),
+}
+
+#: Per request kind: field -> (shape, required). Kinds not listed are not checked.
+REQUEST_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "transaction": {"pdus": ("events", True), "edus": ("list", False), "txn_id": ("txn_id", False)},
+    "get_missing_events": {"room_id": ("str", True), "latest_events": ("ids", True),
+                           "earliest_events": ("ids", False), "limit": ("int", False)},
+    "extremities": {"room_id": ("str", True)},
+    "state_ids": {"room_id": ("str", True), "event_id": ("str", True)},
+    "state": {"room_id": ("str", True), "event_id": ("str", True)},
+    "event": {"event_id": ("str", True)},
+    "event_auth": {"room_id": ("str", True), "event_id": ("str", True)},
+    "backfill": {"room_id": ("str", True), "v": ("ids", True), "limit": ("int", False)},
+    "make_join": {"room_id": ("str", True), "user_id": ("str", True)},
+    "send_join": {"room_id": ("str", True), "event": ("event", True)},
+}
+
+
+def check_request(kind: str, body: Any) -> None:
+    """Raise ``MatrixError(M_BAD_JSON, 400)`` naming the first missing or mistyped field."""
+    fields = REQUEST_FIELDS.get(kind)
+    if fields is None:
+        return
+    if not isinstance(body, dict):
+        raise MatrixError(M_BAD_JSON, f"{kind}: the body must be an object", 400)
+    for name, (shape, required) in fields.items():
+        if name not in body:
+            if required:
+                raise MatrixError(M_BAD_JSON, f"{kind}: missing field {name!r}", 400)
+            continue
+        what, ok = _SHAPES[shape]
+        if not ok(body[name]):
+            raise MatrixError(M_BAD_JSON, f"{kind}: {name} must be {what}", 400)
 
 
 class FederationServing:

@@ -105,3 +105,65 @@ def test_console_script_and_module_entry_points():
     assert out.returncode == 0 and out.stdout.startswith("simfed ")
     out = subprocess.run([sys.executable, "-m", "simfed"], capture_output=True, text=True)
     assert out.returncode == 0 and "resolve" in out.stdout
+
+
+# -- hostile input (issue 13): exit 2 with one line, never a traceback ----------------------
+
+
+def _topic_line(**change) -> dict:
+    pdu = json.loads(EXAMPLE.read_text().splitlines()[1])
+    pdu.update(change)
+    return pdu
+
+
+def _deep(levels: int) -> list:
+    v: list = []
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+HOSTILE_EVENTS = {
+    "non_utf8": (b"\xff\xfe[{}]", "not UTF-8"),
+    "empty_array": (b" [ ] ", "no events"),
+    "empty_file": (b"\n", "no events"),
+    "deep_json": (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    "big_integer": (b'[{"depth": ' + b"9" * 5000 + b"}]", "4300 digits"),
+    "surrogate_value": (json.dumps(_topic_line(content={"topic": "\ud800"})).encode(), "surrogate"),
+    "surrogate_type": (json.dumps(_topic_line(type="m.\udfff")).encode(), "surrogate"),
+    "deep_content": (json.dumps(_topic_line(content={"x": _deep(700)})).encode(), "deeper than"),
+    "not_objects": (b"[1, 2]", "JSON object"),
+    "wrong_types": (json.dumps(_topic_line(hashes=-1, signatures=[1])).encode(), "hashes"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_EVENTS))
+def test_hostile_event_files_exit_2_with_one_line(capsys, tmp_path, name):
+    data, needle = HOSTILE_EVENTS[name]
+    f = tmp_path / "in.json"
+    f.write_bytes(data)
+    code, _, err = run(capsys, str(f))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("simfed resolve: "), err
+    assert needle in err
+
+
+HOSTILE_KEYS = {
+    "list": ("[1, 2]", "got a JSON list"),
+    "number_for_key": ('{"a": 5}', "expected base64 text"),
+    "number_for_keys": ('{"a": {"verify_keys": 5}}', "expected an object"),
+    "object_without_key": ('{"a": {"ed25519:1": {"nokey": 1}}}', "expected base64 text"),
+    "short_key": ('{"a": "abc"}', "32 bytes"),
+    "deep": ("[" * 5000, "nested too deeply"),
+    "not_json": ("{", "invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_KEYS))
+def test_keys_file_of_the_wrong_shape_exits_2_with_one_line(capsys, tmp_path, name):
+    text, needle = HOSTILE_KEYS[name]
+    k = tmp_path / "keys.json"
+    k.write_text(text)
+    code, _, err = run(capsys, str(EXAMPLE), "--keys", str(k))
+    assert code == 2
+    assert err.count("\n") == 1 and needle in err, err
