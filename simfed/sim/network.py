@@ -324,8 +324,10 @@ class Network:
                     lambda _ev: self._fail(now, kind, src, dst, size_bytes, retrans, on_fail))
                 return
             arrival += tr.delay_ms
-            client, server = (dst, src) if reply else (src, dst)
-            tcp.used(client, server, arrival)
+            if not reply:
+                tcp.used(src, dst, arrival)
+            elif tcp.connected(dst, src, now):  # a reply on an aborted connection does not revive it
+                tcp.used(dst, src, arrival)
         ev = self.env.timeout(arrival - now)
         ev.callbacks.append(
             lambda _ev: self._arrive(now, kind, src, dst, size_bytes, payload, deliver, retrans)
