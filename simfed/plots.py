@@ -24,6 +24,7 @@ __all__ = [
     "plot_divergence",
     "plot_extremities",
     "plot_traffic",
+    "plot_delivery_delay",
     "plot_edus",
     "plot_services",
     "save_all",
@@ -339,4 +340,35 @@ def plot_services(tables: Tables, *, end_t: float | None = None, path: str | Pat
         ax.set_xlabel("simulated s")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+# -- network: TCP delays (simfed.sim.tcp) ----------------------------------------------
+
+
+def plot_delivery_delay(tables: Tables, *, path: str | Path | None = None):
+    """ECDF of the one-way delay of delivered messages (``t_done - t_sent``:
+    serialization, latency, TCP handshakes and retransmissions), split by
+    whether TCP retransmitted anything; the added latency of packet loss."""
+    fig, ax = _new("Message delivery delay")
+    tr = tables.get("traffic")
+    if tr is None or tr.empty or not tr["delivered"].any():
+        _empty(ax, "delivered messages")
+        return _finish(fig, path)
+    d = tr[tr["delivered"]]
+    delay = (d["t_done"] - d["t_sent"]).to_numpy(dtype=float)
+    retrans = (d["retransmissions"].to_numpy() if "retransmissions" in d else np.zeros(len(d))) > 0
+    _ecdf(ax, delay, "all delivered")
+    if retrans.any():
+        _ecdf(ax, delay[~retrans], "no retransmission")
+        _ecdf(ax, delay[retrans], "with TCP retransmissions")
+        ax.text(0.98, 0.02, f"{retrans.mean():.1%} of messages retransmitted; mean delay "
+                f"{delay[~retrans].mean():.0f} ms without, {delay[retrans].mean():.0f} ms with",
+                ha="right", va="bottom", transform=ax.transAxes, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("delivery delay (simulated s, log scale)")
+    ax.set_ylabel("fraction of delivered messages")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="center right", fontsize=8)
+    ax.grid(alpha=0.3)
     return _finish(fig, path)

@@ -52,6 +52,7 @@ from .network import (
     NormalLatency,
     PartitionConfig,
     RegionsLatency,
+    TcpConfig,
     UniformLatency,
 )
 from .scenario import Scenario
@@ -105,6 +106,7 @@ __all__ = [
     "SimulationConfig",
     "StateChangeMix",
     "STRATEGIES",
+    "TcpConfig",
     "ChangeConfig",
     "GossipConfig",
     "RelayConfig",

@@ -85,7 +85,8 @@ def _latency_shorthand(value: Any) -> Any:
 
 
 class BernoulliLoss(_Model):
-    """Each message is lost independently with probability ``p``."""
+    """Each packet (``loss``) or message (``request_loss``) is lost
+    independently with probability ``p``."""
 
     model: Literal["bernoulli"] = "bernoulli"
     p: Probability = 0.0
@@ -164,8 +165,49 @@ class PartitionConfig(_Model):
         return tuple(n for group in self.groups for n in group)
 
 
+class TcpConfig(_Model):
+    """``[network.tcp]``: how packet loss costs time (``simfed.sim.tcp``).
+
+    Defaults are Linux's TCP constants and Synapse's connection pool."""
+
+    enabled: bool = True
+    """False: no handshakes, no retransmissions; ``network.loss`` must be 0."""
+    mss: int = Field(1460, ge=1)
+    """Bytes of payload per segment (Ethernet MTU 1500 - IPv4 and TCP headers)."""
+    rto: Literal["linux", "rfc6298"] = "linux"
+    """First retransmission timeout: RTT + rto_min (Linux), or max(rto_min, 3 RTT) (RFC 6298)."""
+    rto_min_ms: PositiveDuration = Field(200.0, alias="rto_min")
+    """Linux TCP_RTO_MIN; RFC 6298 asks for 1 s."""
+    rto_max_ms: PositiveDuration = Field(120_000.0, alias="rto_max")
+    """Linux TCP_RTO_MAX: the doubling RTO stops here."""
+    syn_rto_ms: PositiveDuration = Field(1_000.0, alias="syn_rto")
+    """First SYN retransmission timeout (Linux TCP_TIMEOUT_INIT), doubling."""
+    syn_retries: int = Field(6, ge=0)
+    """Linux tcp_syn_retries: SYN retransmissions before connect fails."""
+    data_retries: int = Field(15, ge=0)
+    """Linux tcp_retries2: retransmissions of a segment before the connection fails."""
+    tls_rtts: int = Field(1, ge=0)
+    """Round trips of the TLS handshake after the TCP one (1: TLS 1.3, 2: TLS 1.2)."""
+    keepalive: bool = True
+    """Requests reuse the requester's connection to the destination (Synapse's pool);
+    False opens a connection per request."""
+    idle_timeout_ms: PositiveDuration = Field(120_000.0, alias="idle_timeout")
+    """A kept-alive connection idle this long is closed (Synapse: 2 minutes)."""
+    mathis: bool = False
+    """Cap each message's throughput at MSS / RTT * sqrt(3/2) / sqrt(p) (Mathis et al. 1997)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TcpConfig":
+        if self.rto_max_ms < self.rto_min_ms:
+            raise ConfigProblems([(("rto_max",), format_duration(self.rto_max_ms),
+                                   f"{show(format_duration(self.rto_max_ms))} is below rto_min = "
+                                   f"{show(format_duration(self.rto_min_ms))}")])
+        return self
+
+
 class LossWindow(_Model):
-    """``network.loss_window``: the period in which ``network.loss`` applies."""
+    """``network.loss_window``: the period in which ``network.loss`` and
+    ``network.request_loss`` apply."""
 
     start_ms: Duration = Field(0.0, alias="start")
     end_ms: PositiveDuration = Field(alias="end")
@@ -184,7 +226,14 @@ class NetworkConfig(_Model):
     """One-way delay per message. Default: lognormal, median 50 ms, sigma 0.5.
     A bare duration (``latency = "80ms"``) is a constant latency."""
     loss: Annotated[LossConfig, BeforeValidator(_loss_shorthand)] = BernoulliLoss()
-    """Message loss. A number is the probability of independent loss."""
+    """Packet loss, per TCP segment: lost packets are retransmitted
+    (``[network.tcp]``) and cost time, not the message. A number is the
+    probability of independent loss."""
+    request_loss: Annotated[LossConfig, BeforeValidator(_loss_shorthand)] = BernoulliLoss()
+    """Whole HTTP messages dropped (a nemesis for failure studies: each
+    costs the requester its request timeout). Same forms as ``loss``."""
+    tcp: TcpConfig = TcpConfig()
+    """The TCP model that turns packet loss into delay (see ``TcpConfig``)."""
     bandwidth_bps: Bandwidth = Field(100e6, alias="bandwidth")
     """Link capacity of each server (serialisation delay = bytes * 8 / bandwidth)."""
     bandwidth_per_server: dict[str, Bandwidth] = Field(default_factory=dict)
@@ -192,7 +241,16 @@ class NetworkConfig(_Model):
     partitions: tuple[PartitionConfig, ...] = ()
     """Partitions, applied while active; they may overlap in time."""
     loss_window: LossWindow | None = None
-    """When ``loss`` applies: ``{ start = "30s", end = "4m" }``; outside it
-    the network loses nothing. Default: the whole run."""
+    """When ``loss`` and ``request_loss`` apply: ``{ start = "30s", end = "4m" }``;
+    outside it the network loses nothing. Default: the whole run."""
+
+    @model_validator(mode="after")
+    def _loss_needs_tcp(self) -> "NetworkConfig":
+        lossy = not (self.loss.model == "bernoulli" and self.loss.p == 0)
+        if lossy and not self.tcp.enabled:
+            raise ConfigProblems([(("tcp", "enabled"), False,
+                                   "false leaves packet loss network.loss without a TCP model "
+                                   "(set network.loss = 0, or drop whole messages with network.request_loss)")])
+        return self
 
 

@@ -20,7 +20,7 @@ Files of a results directory
 ``summary.json``     the scenario as resolved, seed, versions, wall time,
                      ``complete`` and the headline figures (see
                      :mod:`simfed.metrics.summary`); written last
-``*.png``            convergence CDF, divergence, extremities, traffic, EDUs,
+``*.png``            convergence CDF, divergence, extremities, traffic, delivery delay, EDUs,
                      services
 """
 
@@ -52,6 +52,7 @@ PLOT_FILES: dict[str, str] = {
     "plot_divergence": "divergence.png",
     "plot_extremities": "extremities.png",
     "plot_traffic": "traffic.png",
+    "plot_delivery_delay": "delivery_delay.png",
     "plot_edus": "edus.png",
     "plot_services": "services.png",
 }
@@ -304,6 +305,12 @@ class RunResult:
         from simfed.plots import plot_traffic
 
         return plot_traffic(self.tables, path=path)
+
+    def plot_delivery_delay(self, path: str | os.PathLike[str] | None = None):
+        """Delivery delay of messages, with and without TCP retransmissions."""
+        from simfed.plots import plot_delivery_delay
+
+        return plot_delivery_delay(self.tables, path=path)
 
     # -- files -----------------------------------------------------------
     def save(self, out_dir: str | os.PathLike[str], *, plots: bool = True) -> list[Path]:

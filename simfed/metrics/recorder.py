@@ -23,7 +23,8 @@ Tables (long format, one row per observation, each with ``run_id``):
 ``state``        run_id, t, server, room_id, up, extremities, state_hash,
                  state_size, backlog
 ``traffic``      run_id, t_sent, t_done, kind, src, dst, size_bytes,
-                 delivered, reason
+                 delivered, reason, retransmissions (TCP retransmissions
+                 of the message: SYN and data)
 ``pushes``       run_id, t, src, dst, event_id, role, size_bytes -- one row
                  per copy of an event a server queued for another (role
                  ``origin``: its creator's fan-out; ``forward``: passed on by
@@ -122,6 +123,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "size_bytes": "i",
         "delivered": "b",
         "reason": "cat",
+        "retransmissions": "i",
     },
     "pushes": {
         "run_id": "cat",
@@ -280,6 +282,7 @@ class Recorder:
         size_bytes: int,
         delivered: bool,
         reason: str | None = None,
+        retransmissions: int = 0,
     ) -> None:
         c = self._cols["traffic"]
         c["t_sent"].append(float(t_sent))
@@ -290,6 +293,7 @@ class Recorder:
         c["size_bytes"].append(int(size_bytes))
         c["delivered"].append(bool(delivered))
         c["reason"].append(None if reason is None else str(reason))
+        c["retransmissions"].append(int(retransmissions))
 
     def state_sample(
         self,

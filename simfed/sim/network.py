@@ -14,9 +14,14 @@ A message's life (``Network.send``):
    seconds. Without an upload rate it takes no time.
 3. One-way latency from the latency model; ``arrival = end of serialization +
    latency``.
-4. Loss is decided at send time (one call of the loss model). A lost message
-   is recorded at once with ``t_done`` = its would-be arrival time; no timer
-   is scheduled for it.
+4. Loss, decided at send time. ``loss`` (the scenario's ``request_loss``)
+   drops the whole message: it is recorded at once with reason ``loss`` and
+   ``t_done`` = its would-be arrival time; no timer is scheduled for it.
+   Then ``tcp`` (``tcp.py``, fed with the scenario's packet ``loss``) adds
+   the time of the connection handshake and the retransmissions of lost
+   packets to the arrival time, or, when TCP runs out of retransmissions,
+   fails the message: recorded with reason ``connection`` at the time TCP
+   gave up, when ``on_fail()`` is called.
 5. At arrival: dropped if the destination is down (``dst_down``), an active
    partition now separates the pair (``partition``) or no route is up any
    more (``unreachable``); otherwise recorded as
@@ -26,8 +31,15 @@ A message's life (``Network.send``):
 Each message that survives step 4 costs exactly one ``env.timeout`` with a
 callback; there is no process per message.
 
+Random streams: with ``rng_for`` every directed link draws its latencies and
+its loss decisions from two streams of its own (``rng_for("link/a->b/latency")``
+and ``".../loss"``), so the draws of a link do not depend on the traffic of
+other links, on the number of servers or on the loss level (common random
+numbers for paired comparisons). Without it every draw comes from ``rng``.
+
 The observer, if any, receives one record per message:
-``observer.message(t_sent, t_done, kind, src, dst, size_bytes, delivered, reason)``.
+``observer.message(t_sent, t_done, kind, src, dst, size_bytes, delivered, reason)``,
+plus ``retransmissions=k`` (keyword) when the network has a TCP model.
 """
 
 from __future__ import annotations
@@ -40,11 +52,12 @@ import simpy
 
 from .latency import LatencyModel
 from .loss import LossModel, NoLoss
+from .tcp import TcpModel
 
 __all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
 
 #: Reasons a message can be dropped, as reported to the observer.
-DROP_REASONS = ("loss", "partition", "src_down", "dst_down", "unreachable")
+DROP_REASONS = ("loss", "partition", "src_down", "dst_down", "unreachable", "connection")
 
 
 class MessageObserver(Protocol):
@@ -130,8 +143,13 @@ class Network:
     ----------
     env: the SimPy environment (times in ms).
     servers: every server name; all start up.
-    latency, loss: the models (see ``latency.py`` and ``loss.py``).
-    rng: the generator for latency and loss draws.
+    latency: the latency model (``latency.py``).
+    loss: whole-message loss (``loss.py``; the scenario's ``request_loss``).
+    tcp: the TCP model with its packet loss (``tcp.py``), or None: no
+        handshakes, no retransmissions.
+    rng: the generator for latency and loss draws without ``rng_for``.
+    rng_for: ``rng_for(name) -> Generator``, the named streams of each link
+        (see the module docstring); None: everything draws from ``rng``.
     upload_bps: one upload rate in bit/s for every server, a mapping per
         server (servers absent from it have unlimited upload), or None
         (no serialization delay).
@@ -148,7 +166,9 @@ class Network:
         *,
         latency: LatencyModel,
         loss: LossModel | None = None,
-        rng: np.random.Generator,
+        rng: np.random.Generator | None = None,
+        rng_for: Callable[[str], np.random.Generator] | None = None,
+        tcp: TcpModel | None = None,
         upload_bps: float | Mapping[str, float] | None = None,
         partitions: Sequence[Partition] = (),
         observer: MessageObserver | None = None,
@@ -162,7 +182,12 @@ class Network:
         self._latency = latency
         self._loss = loss if loss is not None else NoLoss()
         self._lossy = not isinstance(self._loss, NoLoss)
+        if rng is None and rng_for is None:
+            raise ValueError("Network needs rng or rng_for")
         self._rng = rng
+        self._rng_for = rng_for
+        self._link_rngs: dict[tuple[str, str], tuple[np.random.Generator, np.random.Generator]] = {}
+        self._tcp = tcp
         self._observer = observer
         self._reachable = reachable
         self._free_at: dict[str, float] = dict.fromkeys(names, 0.0)
@@ -201,6 +226,25 @@ class Network:
         if server not in self._up:
             raise ValueError(f"unknown server {server!r}")
         self._up[server] = bool(up)
+        if not up and self._tcp is not None:
+            self._tcp.close_all(server)
+
+    def close_connection(self, client: str, server: str) -> None:
+        """A request from ``client`` to ``server`` failed: its connection is gone."""
+        if self._tcp is not None:
+            self._tcp.close(client, server)
+
+    def link_rngs(self, src: str, dst: str) -> tuple[np.random.Generator, np.random.Generator]:
+        """The (latency, loss) streams of the directed link src -> dst."""
+        pair = self._link_rngs.get((src, dst))
+        if pair is None:
+            if self._rng_for is None:
+                pair = (self._rng, self._rng)
+            else:
+                name = f"link/{src}->{dst}"
+                pair = (self._rng_for(name + "/latency"), self._rng_for(name + "/loss"))
+            self._link_rngs[(src, dst)] = pair
+        return pair
 
     def is_up(self, server: str) -> bool:
         """True if the server is up."""
@@ -228,10 +272,15 @@ class Network:
         deliver: Callable[[Any], None],
         *,
         kind: str,
+        reply: bool = False,
+        on_fail: Callable[[], None] | None = None,
     ) -> None:
         """Send one message; ``deliver(payload)`` runs at arrival if it gets there.
 
-        See the module docstring for the exact order of decisions.
+        ``reply``: the message answers a request from ``dst`` (it travels on
+        ``dst``'s connection and never opens one). ``on_fail()`` runs when TCP
+        gives up on the message. See the module docstring for the exact
+        order of decisions.
         """
         up = self._up
         if src not in up or dst not in up:
@@ -255,17 +304,42 @@ class Network:
         start = self._free_at[src]
         if start < now:
             start = now
-        end = start + size_bytes * self._ms_per_byte[src]
+        serialization = size_bytes * self._ms_per_byte[src]
+        end = start + serialization
         self._free_at[src] = end
-        arrival = end + self._latency.sample(src, dst, self._rng)
-        if self._lossy and self._loss.drops(src, dst, self._rng):
+        lat_rng, loss_rng = self.link_rngs(src, dst)
+        arrival = end + self._latency.sample(src, dst, lat_rng)
+        if self._lossy and self._loss.drops(src, dst, loss_rng):
             if obs is not None:
                 obs.message(now, arrival, kind, src, dst, size_bytes, False, "loss")
             return
+        tcp = self._tcp
+        retrans = 0
+        if tcp is not None:
+            tr = tcp.transfer(src, dst, size_bytes, now, loss_rng, reply=reply, serialization_ms=serialization)
+            retrans = tr.retransmissions
+            if tr.failed:
+                t_fail = end + tr.delay_ms
+                self.env.timeout(t_fail - now).callbacks.append(
+                    lambda _ev: self._fail(now, kind, src, dst, size_bytes, retrans, on_fail))
+                return
+            arrival += tr.delay_ms
+            if not reply:
+                tcp.used(src, dst, arrival)
+            elif tcp.connected(dst, src, now):  # a reply on an aborted connection does not revive it
+                tcp.used(dst, src, arrival)
         ev = self.env.timeout(arrival - now)
         ev.callbacks.append(
-            lambda _ev: self._arrive(now, kind, src, dst, size_bytes, payload, deliver)
+            lambda _ev: self._arrive(now, kind, src, dst, size_bytes, payload, deliver, retrans)
         )
+
+    def _fail(self, t_sent: float, kind: str, src: str, dst: str, size_bytes: int, retrans: int,
+              on_fail: Callable[[], None] | None) -> None:
+        if self._observer is not None:
+            self._observer.message(t_sent, self.env.now, kind, src, dst, size_bytes, False, "connection",
+                                   retransmissions=retrans)
+        if on_fail is not None:
+            on_fail()
 
     def _arrive(
         self,
@@ -276,6 +350,7 @@ class Network:
         size_bytes: int,
         payload: Any,
         deliver: Callable[[Any], None],
+        retrans: int = 0,
     ) -> None:
         now = self.env.now
         obs = self._observer
@@ -288,6 +363,10 @@ class Network:
         else:
             reason = None
         if obs is not None:
-            obs.message(t_sent, now, kind, src, dst, size_bytes, reason is None, reason)
+            if self._tcp is None:
+                obs.message(t_sent, now, kind, src, dst, size_bytes, reason is None, reason)
+            else:
+                obs.message(t_sent, now, kind, src, dst, size_bytes, reason is None, reason,
+                            retransmissions=retrans)
         if reason is None:
             deliver(payload)

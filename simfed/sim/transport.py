@@ -5,9 +5,12 @@ handler and returns a SimPy event that a process yields. Its value is always
 either a ``Response`` (any status; errors carry a standard Matrix error body)
 or a ``RequestFailed`` (``"timeout"``: no response within ``timeout_ms``,
 which covers loss, partitions and a destination that is down;
-``"connection"``: the requesting server itself is down). Both the request and
+``"connection"``: the requesting server itself is down, or TCP gave up on
+the request or its response before the timeout). Both the request and
 the response cross the network, so each suffers bandwidth, latency, loss and
-partitions; the response's kind is the request's kind + ``"_response"``.
+partitions; the response's kind is the request's kind + ``"_response"`` and
+it travels on the request's connection. A request that times out closes its
+connection (as Synapse's client aborts it), so the next one opens a new one.
 
 Handlers are plain functions ``handler(origin, kind, body) -> Response``. A
 handler that needs simulated time (e.g. it fetches missing events before
@@ -171,8 +174,8 @@ class _Call:
         if not self.result.triggered:
             self.result.succeed(value)
 
-    def on_timeout(self, _event: simpy.Event) -> None:
-        self.settle(RequestFailed("timeout"))
+    def on_connection_error(self) -> None:
+        self.settle(RequestFailed("connection"))
 
 
 class Transport:
@@ -232,9 +235,15 @@ class Transport:
             self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind)
             result.succeed(RequestFailed("connection"))
             return result
-        self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind)
-        env.timeout(timeout_ms).callbacks.append(call.on_timeout)
+        self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind,
+                          on_fail=call.on_connection_error)
+        env.timeout(timeout_ms).callbacks.append(lambda _e: self._on_timeout(call))
         return result
+
+    def _on_timeout(self, call: _Call) -> None:
+        if not call.result.triggered:
+            call.settle(RequestFailed("timeout"))
+            self.network.close_connection(call.src, call.dst)
 
     def _rate_limited(self, call: _Call) -> Response | None:
         limit = self._limits.get(call.dst, self._default_limit)
@@ -287,5 +296,6 @@ class Transport:
         if not isinstance(response, Response):
             raise TypeError(f"handler for {call.kind!r} at {call.dst} returned {type(response).__name__}, not Response")
         self.network.send(
-            call.dst, call.src, response.size_bytes, response, call.settle, kind=call.kind + "_response"
+            call.dst, call.src, response.size_bytes, response, call.settle, kind=call.kind + "_response",
+            reply=True, on_fail=call.on_connection_error,
         )

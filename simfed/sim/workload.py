@@ -4,6 +4,15 @@ changes and profile changes, driven by Poisson processes.
 Every action is a client request to the user's own server, which refuses it
 when the auth rules do not allow it on its current state (counted as
 ``refused``): concurrent views make such refusals part of the workload.
+
+Random streams (common random numbers): each user's messages and profile
+changes come from a Poisson process with a stream of its own
+(``workload/user/<user>/messages``, ``.../profile``), each server's join
+time and join retries from ``workload/joins/<server>`` (and ``.../retry``),
+and the room-wide state changes from the stream passed in (``workload``).
+So the times and senders of a user's messages do not depend on the network
+(its loss level, latencies) or on how many other users there are; whether
+a message is sent still does (its user must be joined and its server up).
 """
 
 from __future__ import annotations
@@ -56,8 +65,8 @@ class Workload:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _pick(self, seq: list) -> Any:
-        return seq[int(self.rng.integers(len(seq)))] if seq else None
+    def _pick(self, seq: list, rng: np.random.Generator | None = None) -> Any:
+        return seq[int((rng or self.rng).integers(len(seq)))] if seq else None
 
     def _active(self) -> bool:
         return self.start_ms <= self.env.now < self.stop_ms
@@ -96,13 +105,15 @@ class Workload:
         self.create_room()
         others = [s for s in self.world.servers.values() if s is not self.creator_hs and s.name not in self.late]
         spread = self.cfg.join_spread_ms
-        times = sorted((float(self.rng.uniform(1.0, max(spread, 1.0) + 1.0)), s.name) for s in others)
-        for t, name in times:
-            self.env.process(self._join_server(self.world.servers[name], t))
-        self.env.process(self._messages())
+        for hs in others:
+            t = float(self.world.rng(f"workload/joins/{hs.name}").uniform(1.0, max(spread, 1.0) + 1.0))
+            self.env.process(self._join_server(hs, t))
+        for hs in self.world.servers.values():
+            for user in hs.users:
+                self.env.process(self._messages(hs, user))
+                if self.cfg.profile_changes_per_user_per_hour > 0:
+                    self.env.process(self._profile_changes(hs, user))
         self.env.process(self._state_changes())
-        if self.cfg.profile_changes_per_user_per_hour > 0:
-            self.env.process(self._profile_changes())
         yield self.env.timeout(0)
 
     def join_at(self, hs: "Homeserver", at: float) -> None:
@@ -111,16 +122,17 @@ class Workload:
 
     def _join_server(self, hs: "Homeserver", at: float, until: float | None = None) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(0.0, at - self.env.now))
+        rng = self.world.rng(f"workload/joins/{hs.name}/retry")
         delay = 5_000.0
         until = self.stop_ms if until is None else until
         while not hs.has_member(self.room_id) and self.env.now < until:
             residents = [s.name for s in self.world.servers.values()
                          if s.name != hs.name and s.up and s.has_member(self.room_id) and s.honest]
             if hs.up and residents:
-                ok = yield from hs.join_via(self.room_id, hs.users[0], self._pick(sorted(residents)))
+                ok = yield from hs.join_via(self.room_id, hs.users[0], self._pick(sorted(residents), rng))
                 if ok:
                     break
-            yield self.env.timeout(delay * float(self.rng.uniform(0.8, 1.4)))
+            yield self.env.timeout(delay * float(rng.uniform(0.8, 1.4)))
             delay = min(delay * 2, 120_000.0)
         if hs.has_member(self.room_id):
             for u in hs.users[1:]:
@@ -129,21 +141,17 @@ class Workload:
 
     # -- processes -------------------------------------------------------------------
 
-    def _poisson(self, per_minute: float) -> Generator[simpy.Event, Any, bool]:
-        yield self.env.timeout(float(self.rng.exponential(60_000.0 / per_minute)))
+    def _poisson(self, per_minute: float, rng: np.random.Generator | None = None) -> Generator[simpy.Event, Any, bool]:
+        yield self.env.timeout(float((rng or self.rng).exponential(60_000.0 / per_minute)))
         return self.env.now < self.stop_ms
 
-    def _messages(self) -> Generator[simpy.Event, Any, None]:
-        n_users = sum(len(s.users) for s in self.world.servers.values())
-        rate = self.cfg.messages_per_user_per_minute * n_users
+    def _messages(self, hs: "Homeserver", user: str) -> Generator[simpy.Event, Any, None]:
+        rate = self.cfg.messages_per_user_per_minute
         if rate <= 0:
             return
-        while (yield from self._poisson(rate)):
-            if not self._active():
-                continue
-            hs = self._pick(list(self.world.servers.values()))
-            user = self._pick(hs.users)
-            if not hs.up or not hs.is_joined(self.room_id, user):
+        rng = self.world.rng(f"workload/user/{user}/messages")
+        while (yield from self._poisson(rate, rng)):
+            if not self._active() or not hs.up or not hs.is_joined(self.room_id, user):
                 continue
             self.counter += 1
             if hs.honest:
@@ -166,18 +174,15 @@ class Workload:
                 action = ACTIONS[int(self.rng.choice(len(ACTIONS), p=weights))]
                 getattr(self, f"_do_{action}")()
 
-    def _profile_changes(self) -> Generator[simpy.Event, Any, None]:
-        n_users = sum(len(s.users) for s in self.world.servers.values())
-        rate = self.cfg.profile_changes_per_user_per_hour * n_users / 60.0
-        while (yield from self._poisson(rate)):
-            if not self._active():
+    def _profile_changes(self, hs: "Homeserver", user: str) -> Generator[simpy.Event, Any, None]:
+        rate = self.cfg.profile_changes_per_user_per_hour / 60.0
+        rng = self.world.rng(f"workload/user/{user}/profile")
+        while (yield from self._poisson(rate, rng)):
+            if not self._active() or not hs.honest or not hs.up or not hs.is_joined(self.room_id, user):
                 continue
-            pair = self._pick([p for p in self._joined_users() if p[0].honest])
-            if pair:
-                hs, u = pair
-                self.counter += 1
-                hs.create_event(self.room_id, u, "m.room.member",
-                                {"membership": "join", "displayname": f"{u[1:].split(':')[0]} #{self.counter}"}, u)
+            self.counter += 1
+            hs.create_event(self.room_id, user, "m.room.member",
+                            {"membership": "join", "displayname": f"{user[1:].split(':')[0]} #{self.counter}"}, user)
 
     # -- state change actions ----------------------------------------------------------
 

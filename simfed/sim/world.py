@@ -33,6 +33,7 @@ from .latency import (
 from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
 from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
+from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
 from .services.common import HostedLatency, hosts_for
 from .transport import RateLimit, Transport
@@ -99,8 +100,9 @@ def _with_rest(groups: tuple[tuple[str, ...], ...], names: tuple[str, ...]) -> t
     return tuple(groups) + ((rest,) if rest else ())
 
 
-def _loss(sc: Scenario, env: simpy.Environment) -> Any:
-    loss = sc.network.loss
+def _loss(sc: Scenario, env: simpy.Environment, loss: Any) -> Any:
+    """The loss model of ``loss`` (``network.loss`` or ``network.request_loss``),
+    limited to ``network.loss_window``."""
     if loss.model == "bernoulli":
         model = NoLoss() if loss.p == 0 else BernoulliLoss(loss.p)
     else:
@@ -109,6 +111,18 @@ def _loss(sc: Scenario, env: simpy.Environment) -> Any:
     if w is not None and not isinstance(model, NoLoss):
         model = WindowedLoss(model, w.start_ms, w.end_ms, lambda: env.now)
     return model
+
+
+def _tcp(sc: Scenario, env: simpy.Environment, latency: Any) -> TcpModel | None:
+    """The TCP model fed with the packet loss ``network.loss`` (None when off)."""
+    t = sc.network.tcp
+    if not t.enabled:
+        return None
+    params = TcpParams(mss=t.mss, rto=t.rto, rto_min_ms=t.rto_min_ms, rto_max_ms=t.rto_max_ms,
+                       syn_rto_ms=t.syn_rto_ms, syn_retries=t.syn_retries, data_retries=t.data_retries,
+                       tls_rtts=t.tls_rtts, keepalive=t.keepalive, idle_timeout_ms=t.idle_timeout_ms,
+                       mathis=t.mathis)
+    return TcpModel(params, _loss(sc, env, sc.network.loss), lambda a, b: latency.mean(a, b) + latency.mean(b, a))
 
 
 def component_rng(seed: int, name: str) -> np.random.Generator:
@@ -146,8 +160,8 @@ class World:
             if reachable is not None:
                 reachable = lambda s, d, f=reachable, h=hosts: f(h.get(s, s), h.get(d, d))  # noqa: E731
         self.network = Network(
-            self.env, names + id_nodes, latency=latency, loss=_loss(sc, self.env), rng=self.rng("network"),
-            reachable=reachable,
+            self.env, names + id_nodes, latency=latency, loss=_loss(sc, self.env, sc.network.request_loss),
+            tcp=_tcp(sc, self.env, latency), rng_for=self.rng, reachable=reachable,
             upload_bps={n: sc.network.bandwidth_per_server.get(n, sc.network.bandwidth_bps) for n in names},
             partitions=[Partition(p.start_ms, p.end_ms, _with_rest(p.groups, names + id_nodes), p.one_way)
                         for p in sc.network.partitions],

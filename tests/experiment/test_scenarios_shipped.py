@@ -34,6 +34,11 @@ REDUCED_EXTRA = {
         "faults[0].at=10s", "faults[0].restart=40s",
         'faults[1].server="hs2"', "faults[1].at=15s", "faults[1].restart=25s",
     ],
+    "pinned-lossy-partition": [
+        'network.partitions[0].groups=[["hs0", "hs1"], ["hs2", "hs3"]]',
+        "network.partitions[0].start=10s", "network.partitions[0].end=35s",
+        "faults[0].at=40s", "faults[0].restart=50s",
+    ],
     # 4 users at 0.02/min would send nothing in 40 s.
     "big-room": ["workload.messages_per_user_per_minute=2"],
     # With 4 servers a hub crash leaves few later events to lead the others to

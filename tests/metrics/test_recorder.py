@@ -16,7 +16,7 @@ ARCH_COLUMNS = {
     "state": ["run_id", "t", "server", "room_id", "up", "extremities",
               "state_hash", "state_size", "backlog"],
     "traffic": ["run_id", "t_sent", "t_done", "kind", "src", "dst",
-                "size_bytes", "delivered", "reason"],
+                "size_bytes", "delivered", "reason", "retransmissions"],
 }
 
 

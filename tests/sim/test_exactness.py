@@ -23,7 +23,7 @@ def conflict_heavy(algorithm: str):
     return load_scenario({
         "simulation": {"seed": 11, "duration": "12m", "state_resolution": algorithm},
         "servers": {"count": 6, "users_per_server": 3},
-        "network": {"latency": {"model": "lognormal", "median": "300ms", "sigma": 0.8}, "loss": 0.05,
+        "network": {"latency": {"model": "lognormal", "median": "300ms", "sigma": 0.8}, "request_loss": 0.05,
                     "partitions": [{"start": "1m", "end": "3m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4", "hs5"]]}]},
         "workload": {"messages_per_user_per_minute": 3, "state_changes_per_minute": 12, "stop": "5m"},
     })

@@ -100,6 +100,7 @@ def test_profile_query_answered_by_the_users_server():
     pr = w.services.profiles
     eid = pr.change(w.servers["hs0"], "@u0:hs0")
     assert eid is not None
+    run(w, 1_000)  # the new member event reaches hs1, whose view is then current
     res = drive(w, pr.query(w.servers["hs1"], "@u0:hs0"))
     assert res.ok and res.body["displayname"].startswith("u0 v")
     res = drive(w, pr.query(w.servers["hs1"], "@ghost:hs0"))
