@@ -438,7 +438,7 @@ def headline_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         state = f"all honest servers agree at the end (since {format_ms(s.get('state_agreed_since_ms'))})"
     else:
         state = f"NO: {md.get('distinct_states_at_end', '?')} distinct states at the end"
-    rows.append(("state", state))
+    rows.append(("state convergence", state))
     last = s.get("last_fault")
     faults = s.get("faults") or []
     if last is None:

@@ -222,4 +222,4 @@ def test_distinct_final_states_never_print_zero_ms():
     text = "\n".join(f"{k} {v}" for k, v in headline_lines(h))
     assert not re.search(r"(?<![0-9.])0 ms", text)
     assert "NEVER agreed again before the end" in text
-    assert "NO: 2 distinct states at the end" in text
+    assert dict(headline_lines(h))["state convergence"] == "NO: 2 distinct states at the end"
