@@ -42,7 +42,7 @@ from simfed.metrics import TABLE_COLUMNS, states_from_tables
 if TYPE_CHECKING:  # pragma: no cover
     from simfed.config import Scenario
 
-__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms"]
+__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms", "headline_lines"]
 
 #: Table name -> file name, in the order they are written.
 TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in TABLE_COLUMNS}
@@ -366,29 +366,13 @@ class RunResult:
 
     def _lines(self) -> list[tuple[str, str]]:
         s = self.summary
-        ec = s.get("event_convergence_ms") or {}
-        msgs = s.get("messages") or {}
-        nbytes = s.get("bytes") or {}
         status = "complete" if self.complete else "INCOMPLETE (stopped early)"
         rows = [
             ("scenario", f"{self.scenario.describe()}, seed {s.get('seed')}"),
             ("run", f"{status}; {format_ms(s.get('sim_end_ms'))} simulated in "
                     f"{s.get('wall_time_s', 0):.1f} s wall"),
-            ("events", f"{s.get('events_created', 0)} created, {s.get('events_lost', 0)} lost"),
-            ("converged", "yes" if s.get("converged") else "no"),
-            ("event convergence", f"p50 {format_ms(ec.get('p50'))}, p95 {format_ms(ec.get('p95'))}, "
-                                  f"p99 {format_ms(ec.get('p99'))}, max {format_ms(ec.get('max'))}"),
-            ("state convergence", format_ms(s.get("state_convergence_ms"))
-             if s.get("state_convergence_ms") is not None else "never (states differ at the end)"),
-            ("max divergence", f"{(s.get('max_divergence') or {}).get('distinct_states', '-')} distinct states"),
-            ("messages", f"{sum(msgs.values())} ({_format_bytes(sum(nbytes.values()))})"),
         ]
-        if s.get("rejected"):
-            rows.append(("rejected", ", ".join(f"{k}: {v}" for k, v in s["rejected"].items())))
-        if s.get("soft_failed"):
-            rows.append(("soft-failed", str(s["soft_failed"])))
-        rows += _service_lines(s)
-        return rows
+        return rows + headline_lines(s) + _service_lines(s)
 
     def report(self, indent: str = "  ") -> str:
         """The headline figures as aligned text lines (what ``simfed run`` prints)."""
@@ -411,6 +395,84 @@ class RunResult:
             f"<div><b>RunResult</b> {html.escape(self._name())}"
             f"<table>{rows}</table><small>{tables}</small></div>"
         )
+
+
+#: Faults listed one per line in the printed headline (the rest are counted).
+MAX_FAULT_LINES = 12
+
+
+def _censored_ms(block: Mapping[str, Any], key: str) -> str:
+    """A censored percentile: ``lost`` when it falls on a lost event."""
+    if key in (block.get("censored") or ()):
+        return "lost"
+    return format_ms(block.get(key))
+
+
+def _agreement_text(ms: Any, row: Mapping[str, Any]) -> str:
+    """How long after a fault the states agree again, or why they did not."""
+    if ms is not None:
+        return f"all agree after {format_ms(ms)}"
+    n = row.get("distinct_states_at_end")
+    where = "the next fault" if row.get("until") == "next_fault" else "the end"
+    word = "NOT agreed" if row.get("until") == "next_fault" else "NEVER agreed again"
+    return f"{word} before {where} at {format_ms(row.get('window_end'))} ({n} distinct states)"
+
+
+def headline_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The measured figures of a ``summary.json`` as (label, text) report lines."""
+    ec = s.get("event_convergence_ms") or {}
+    msgs = s.get("messages") or {}
+    nbytes = s.get("bytes") or {}
+    md = s.get("max_divergence") or {}
+    lost = s.get("events_lost", 0)
+    why = []
+    if lost:
+        why.append(f"{lost} events lost")
+    if not s.get("state_converged"):
+        why.append("states differ at the end")
+    if s.get("auth_disagreements"):
+        why.append(f"{s['auth_disagreements']} auth disagreements")
+    rows = [
+        ("events", f"{s.get('events_created', 0)} created, {lost} lost"),
+        ("converged", "yes" if s.get("converged") else "NO" + (f" ({'; '.join(why)})" if why else "")),
+        ("event convergence", f"p50 {_censored_ms(ec, 'p50')}, p95 {_censored_ms(ec, 'p95')}, "
+                              f"p99 {_censored_ms(ec, 'p99')}, max {_censored_ms(ec, 'max')} "
+                              f"over {ec.get('events', 0)} events, {ec.get('events_lost', lost)} lost"),
+    ]
+    if "state_converged" not in s:  # a summary written before these keys existed
+        state = f"legacy summary: state convergence {format_ms(s.get('state_convergence_ms'))}"
+    elif s.get("state_converged"):
+        state = f"all honest servers agree at the end (since {format_ms(s.get('state_agreed_since_ms'))})"
+    else:
+        state = f"NO: {md.get('distinct_states_at_end', '?')} distinct states at the end"
+    rows.append(("state convergence", state))
+    last = s.get("last_fault")
+    faults = s.get("faults") or []
+    if last is None:
+        rows.append(("after last fault", "no faults in this run"))
+    else:
+        row = faults[-1] if faults else {}
+        rows.append(("after last fault", f"{last['kind']} at {format_ms(last['t'])}: "
+                     + _agreement_text(s.get("state_convergence_after_last_fault_ms"), row)))
+    for f in faults[:MAX_FAULT_LINES]:
+        detail = str(f.get("detail") or "")
+        detail = f" ({detail[:37] + '...' if len(detail) > 40 else detail})" if detail else ""
+        rows.append((f"  {f['kind']} at {format_ms(f['t'])}",
+                     _agreement_text(f.get("agreement_ms"), f) + detail))
+    if len(faults) > MAX_FAULT_LINES:
+        rows.append(("  ...", f"{len(faults) - MAX_FAULT_LINES} more faults (summary.json: faults)"))
+    rows += [
+        ("max divergence", f"{md.get('distinct_states', '-')} distinct states during the run, "
+                           f"{md.get('distinct_states_at_end', '-')} at the end"),
+        ("decisions", f"{s.get('auth_disagreements', 0)} auth disagreements, "
+                      f"{s.get('soft_fail_disagreements', 0)} soft-fail disagreements"),
+        ("messages", f"{sum(msgs.values())} ({_format_bytes(sum(nbytes.values()))})"),
+    ]
+    if s.get("rejected"):
+        rows.append(("rejected", ", ".join(f"{k}: {v}" for k, v in s["rejected"].items())))
+    if s.get("soft_failed"):
+        rows.append(("soft-failed", str(s["soft_failed"])))
+    return rows
 
 
 def _service_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -443,7 +505,14 @@ HEADLINE_KEYS = (
     "events_lost",
     "converged",
     "event_convergence_ms",
+    "state_converged",
+    "state_agreed_since_ms",
+    "state_convergence_after_last_fault_ms",
+    "last_fault",
+    "faults",
     "state_convergence_ms",
+    "auth_disagreements",
+    "soft_fail_disagreements",
     "max_divergence",
     "messages",
     "bytes",

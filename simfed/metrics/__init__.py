@@ -5,7 +5,10 @@
 Plots live in :mod:`simfed.plots` (matplotlib is imported only there).
 """
 
+from simfed.metrics.agreement import after_last_fault, fault_agreement
 from simfed.metrics.convergence import (
+    censored_percentiles,
+    deliveries,
     delivery_latency,
     event_convergence,
     expected_holders,
@@ -22,9 +25,11 @@ from simfed.metrics.divergence import (
     divergence_across_rooms,
     state_difference,
 )
+from simfed.metrics.outcomes import disagreement_counts, outcome_agreement
 from simfed.metrics.recorder import (
     HELD_OUTCOMES,
     OUTCOMES,
+    STAGES,
     TABLE_COLUMNS,
     VIAS,
     Recorder,
@@ -43,6 +48,7 @@ __all__ = [
     "OUTCOMES",
     "HELD_OUTCOMES",
     "VIAS",
+    "STAGES",
     "TABLE_COLUMNS",
     "states_from_tables",
     "honest_servers",
@@ -52,6 +58,12 @@ __all__ = [
     "event_convergence",
     "delivery_latency",
     "percentiles",
+    "censored_percentiles",
+    "deliveries",
+    "fault_agreement",
+    "after_last_fault",
+    "outcome_agreement",
+    "disagreement_counts",
     "last_perturbation",
     "state_convergence",
     "state_difference",

@@ -7,12 +7,16 @@ servers seen anywhere, when that table is empty). Only honest servers are ever
 *expected* to hold anything; dishonest servers are never waited for.
 
 *Holds.* A server holds event E from the first time it reports a *stored*
-outcome for E: ``accepted``, ``soft_failed`` or ``rejected`` (all three are
-persisted by a Matrix server, and after any of them the server has decided
-about E and will not fetch it again). ``dropped`` (not persisted, e.g. a bad
-signature or hash) does not count. The creating server holds E from
-``created_at`` even if it reported no outcome. Outcomes after ``end_t`` are
-ignored.
+outcome for E in its room DAG (``stage == "timeline"``): ``accepted``,
+``soft_failed`` or ``rejected`` (all three are persisted by a Matrix server,
+and after any of them the server has decided about E and will not fetch it
+again). An event stored only as an *outlier* (fetched as a state or auth
+event: state fetch, join, /event_auth) is not held: it counts from the later
+time it enters the DAG, and never if it does not. ``dropped`` (not persisted,
+e.g. a bad signature or hash) does not count. The creating server holds E
+from ``created_at`` even if it reported no outcome. Outcomes after ``end_t``
+are ignored. Tables without a ``stage`` column (results written before it
+existed) count every row as ``timeline``.
 
 *Should hold.* An honest server S should hold E (created in room R at time
 ``created_at``) when S was in R at ``created_at`` and stayed until the end
@@ -44,8 +48,14 @@ holding until that server's next sample for the room; see
 states diverge again after first agreeing, ``T`` is after the *last*
 divergence.
 
-Percentiles are numpy's default (linear interpolation) over the non-NaN
-values; lost events are excluded from them and counted separately.
+*Censored percentiles* (:func:`censored_percentiles`, used for the event
+convergence headline): computed over *every* event some honest server should
+hold, a lost event counting as +inf (it had not converged when the run
+ended: its convergence time is right-censored at ``end_t``). Interpolation is
+numpy's default (linear); a percentile whose interpolation touches a lost
+event is +inf, and the result lists it in ``censored`` and says how many
+events were lost (``events_lost``) beside the percentiles. Plain
+:func:`percentiles` (non-NaN values only) is for measures without losses.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from simfed.metrics.recorder import HELD_OUTCOMES
+from simfed.metrics.recorder import HELD_OUTCOMES, STAGES
 
 __all__ = [
     "honest_servers",
@@ -66,6 +76,8 @@ __all__ = [
     "event_convergence",
     "delivery_latency",
     "percentiles",
+    "censored_percentiles",
+    "deliveries",
     "state_convergence",
     "last_perturbation",
 ]
@@ -193,20 +205,32 @@ def expected_holders(
     return x[["event_id", "room_id", "server", "created_at"]].reset_index(drop=True)
 
 
+def deliveries(tables: Tables) -> pd.DataFrame:
+    """The ``deliveries`` table with a ``stage`` column (``timeline`` for
+    every row of a table recorded before stages existed)."""
+    d = tables["deliveries"]
+    if "stage" not in d.columns:
+        d = d.assign(stage=pd.Categorical(["timeline"] * len(d), categories=list(STAGES)))
+    return d
+
+
 def held_at(
     tables: Tables,
     end_t: float | None = None,
     *,
     held_outcomes: Iterable[str] = HELD_OUTCOMES,
+    stages: Iterable[str] = ("timeline",),
 ) -> pd.DataFrame:
     """First time each server holds each event: event_id, server, t, outcome, via.
 
-    Includes the creator at ``created_at`` (outcome ``accepted``, via
-    ``created``) unless it reported an earlier stored outcome.
+    Only outcomes of the given ``stages`` count (default: in the room DAG;
+    pass ``STAGES`` to count outliers too). Includes the creator at
+    ``created_at`` (outcome ``accepted``, via ``created``) unless it reported
+    an earlier stored outcome.
     """
     end = infer_end_t(tables) if end_t is None else float(end_t)
-    d = tables["deliveries"]
-    d = d[d["outcome"].isin(list(held_outcomes)) & (d["t"] <= end)]
+    d = deliveries(tables)
+    d = d[d["outcome"].isin(list(held_outcomes)) & d["stage"].isin(list(stages)) & (d["t"] <= end)]
     a = pd.DataFrame(
         {
             "event_id": _strs(d["event_id"]).to_numpy(),
@@ -276,12 +300,13 @@ def delivery_latency(
     end_t: float | None = None,
     include_creator: bool = False,
     held_outcomes: Iterable[str] = HELD_OUTCOMES,
+    stages: Iterable[str] = ("timeline",),
 ) -> pd.DataFrame:
-    """Per (event, server) first hold: event_id, room_id, server, creator,
-    created_at, t, latency_ms, outcome, via."""
+    """Per (event, server) first hold (by default: entry into the room DAG):
+    event_id, room_id, server, creator, created_at, t, latency_ms, outcome, via."""
     end = infer_end_t(tables) if end_t is None else float(end_t)
     ev = _events(tables, set(), end).drop(columns=["honest_creator"])
-    held = held_at(tables, end, held_outcomes=held_outcomes)
+    held = held_at(tables, end, held_outcomes=held_outcomes, stages=stages)
     x = held.merge(ev, on="event_id", how="inner")
     if not include_creator:
         x = x[x["server"] != x["creator"]]
@@ -300,6 +325,37 @@ def percentiles(values, qs: Iterable[float] = (50, 95, 99)) -> dict[str, float]:
         key = f"p{q:g}"
         out[key] = float(np.percentile(arr, q)) if arr.size else math.nan
     out["max"] = float(arr.max()) if arr.size else math.nan
+    return out
+
+
+def _censored_quantile(s: np.ndarray, q: float) -> float:
+    """numpy's linear percentile of sorted ``s`` (+inf allowed); +inf when
+    the interpolation touches an infinite value."""
+    h = (s.size - 1) * q / 100.0
+    lo = int(math.floor(h))
+    hi = min(lo + 1, s.size - 1)
+    frac = h - lo
+    if math.isinf(s[lo]) or (frac > 0 and math.isinf(s[hi])):
+        return math.inf
+    return float(s[lo] + frac * (s[hi] - s[lo]))
+
+
+def censored_percentiles(values, qs: Iterable[float] = (50, 95, 99)) -> dict:
+    """Percentiles over every value, +inf (lost) included: ``{"p50", "p95",
+    "p99", "max", "censored", "events", "events_lost"}``.
+
+    ``censored`` lists the keys whose value is +inf (they fall on a lost
+    event); NaN values are ignored; with no values every figure is NaN.
+    """
+    arr = np.asarray(values, dtype=float)
+    arr = np.sort(arr[~np.isnan(arr)])
+    out: dict = {}
+    for q in qs:
+        out[f"p{q:g}"] = _censored_quantile(arr, q) if arr.size else math.nan
+    out["max"] = float(arr[-1]) if arr.size else math.nan
+    out["censored"] = [k for k, v in out.items() if v == math.inf]
+    out["events"] = int(arr.size)
+    out["events_lost"] = int(np.isposinf(arr).sum())
     return out
 
 

@@ -16,10 +16,17 @@ Tables (long format, one row per observation, each with ``run_id``):
 
 ``events``       run_id, event_id, room_id, server (creator), sender, type,
                  is_state, created_at, depth, n_prev
-``deliveries``   run_id, event_id, room_id, server, outcome, t, via, reason
-                 -- one row per (event, server, outcome); the first report of
-                 a given (event, server, outcome) wins, later duplicates are
-                 counted in :attr:`Recorder.duplicate_outcomes`.
+``deliveries``   run_id, event_id, room_id, server, outcome, t, via, reason,
+                 stage -- one row per (event, server, outcome, stage); the
+                 first report of a given (event, server, outcome, stage)
+                 wins, later duplicates are counted in
+                 :attr:`Recorder.duplicate_outcomes`. ``stage`` is
+                 ``outlier`` when the server stored the event only as a
+                 state/auth event (state fetch, join, /event_auth: not in its
+                 room DAG) and ``timeline`` when the event entered its room
+                 DAG (created, pushed, pulled, backfilled; ``dropped`` rows
+                 are ``timeline``: the event was on its way there). An
+                 outlier that later enters the DAG has a second row.
 ``state``        run_id, t, server, room_id, up, extremities, state_hash,
                  state_size, backlog
 ``traffic``      run_id, t_sent, t_done, kind, src, dst, size_bytes,
@@ -56,6 +63,7 @@ __all__ = [
     "OUTCOMES",
     "HELD_OUTCOMES",
     "VIAS",
+    "STAGES",
     "TABLE_COLUMNS",
     "build_frame",
     "states_from_tables",
@@ -76,6 +84,10 @@ VIAS = (
     "event",
     "anti_entropy",
 )
+
+#: Where a stored event sits at a server: outside the room DAG (``outlier``:
+#: known as a state or auth event only) or in it (``timeline``).
+STAGES = ("outlier", "timeline")
 
 # Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
 # "b" bool).  The order is the table's column order.
@@ -101,6 +113,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "t": "f",
         "via": "cat",
         "reason": "cat",
+        "stage": "cat",
     },
     "state": {
         "run_id": "cat",
@@ -214,7 +227,7 @@ class Recorder:
             name: {c: [] for c in spec if c != "run_id"}
             for name, spec in TABLE_COLUMNS.items()
         }
-        self._seen_outcomes: set[tuple[str, str, str]] = set()
+        self._seen_outcomes: set[tuple[str, str, str, str]] = set()
         #: Number of (event, server, outcome) reports ignored as repeats.
         self.duplicate_outcomes = 0
         #: Each distinct state, keyed by its hash: {(type, state_key): event_id}.
@@ -253,12 +266,17 @@ class Recorder:
         outcome: str,
         via: str,
         reason: str | None = None,
+        stage: str = "timeline",
     ) -> None:
+        """``server`` reached ``outcome`` for an event; ``stage`` says whether
+        it stored it as an ``outlier`` or in its room DAG (``timeline``)."""
         if outcome not in OUTCOMES:
             raise ValueError(
                 f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
             )
-        key = (event_id, server, outcome)
+        if stage not in STAGES:
+            raise ValueError(f"stage={stage!r} is not one of {', '.join(STAGES)}")
+        key = (event_id, server, outcome, stage)
         if key in self._seen_outcomes:
             self.duplicate_outcomes += 1
             return
@@ -271,6 +289,7 @@ class Recorder:
         c["t"].append(float(t))
         c["via"].append(via)
         c["reason"].append(None if reason is None else str(reason))
+        c["stage"].append(stage)
 
     def message(
         self,

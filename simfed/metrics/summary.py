@@ -4,25 +4,64 @@ Definitions (copied into the README)
 ------------------------------------
 ``events_created``        rows of ``events`` created at or before ``end_t``
 ``events_lost``           events created by honest servers that some honest
-                          server that should hold them does not hold at
-                          ``end_t`` (see :mod:`simfed.metrics.convergence`)
-``converged``             every event that entered an honest server's DAG
-                          (accepted or soft-failed by at least one honest
-                          server; this includes every honest-created event)
-                          is held by every honest server that should hold it,
-                          *and* the state has converged (every room's up
-                          honest members agree on ``state_hash`` at the end:
-                          ``state_convergence_ms`` is not null)
-``event_convergence_ms``  {p50, p95, p99, max} of the event convergence time
-                          of honest-created events that converged (lost ones
-                          excluded; they are ``events_lost``)
-``state_convergence_ms``  state convergence time; null if never
+                          server that should hold them does not hold in its
+                          room DAG at ``end_t`` (an outlier copy does not
+                          count; see :mod:`simfed.metrics.convergence`)
+``converged``             true when all of: every event that entered an
+                          honest server's DAG (accepted or soft-failed there
+                          by at least one honest server; this includes every
+                          honest-created event) is held in the DAG of every
+                          honest server that should hold it; the states
+                          agree at the end (``state_converged``); and the
+                          honest servers agree on every event's auth decision
+                          (``auth_disagreements == 0``)
+``event_convergence_ms``  censored percentiles of the event convergence time
+                          over every honest-created event some honest server
+                          should hold, lost ones counting as +inf:
+                          {p50, p95, p99, max, censored, events,
+                          events_lost}. A figure that falls on a lost event
+                          is ``null`` and named in ``censored`` (it is +inf:
+                          that share of events had not converged when the
+                          run ended); ``null`` not named there means no
+                          events. ``events_lost`` is the same count as above
+``state_converged``       every room's up honest members agree on
+                          ``state_hash`` at the end of the run
+``state_agreed_since_ms`` the time from which they agree without a break to
+                          the end (null when ``state_converged`` is false)
+``state_convergence_after_last_fault_ms``  time from the last fault (row of
+                          ``perturbations``) until the states agree and stay
+                          agreed to the end; null when there were no faults
+                          (``last_fault`` null) or when the states never
+                          agree again before the end (``state_converged``
+                          false). 0 means they agreed at the fault and never
+                          diverged after it
+``last_fault``            {t, kind, detail} of that fault, or null
+``faults``                one entry per fault, in time order: {t, kind,
+                          detail, agreement_ms, agreed, window_end, until,
+                          distinct_states_at_end, max_distinct_states,
+                          max_state_diff} -- the time until all honest
+                          servers agree again, within the window up to the
+                          next fault (see :mod:`simfed.metrics.agreement`)
+``state_convergence_ms``  legacy: time from the last input (fault *or* event
+                          creation) until the states agree for good, 0 when
+                          they already agreed then; null if never. It is 0
+                          on most runs whose last input is a message, which
+                          is why the headline prints the two keys above
+``auth_disagreements``    events whose auth decision (rejected vs passed)
+                          differs between honest servers that hold them in
+                          their DAG; must be 0 for ``converged``
+``soft_fail_disagreements``  events that some honest servers soft-failed and
+                          others accepted (arrival order decides, as in
+                          Synapse; reported, not required to be 0; see
+                          :mod:`simfed.metrics.outcomes`)
 ``max_divergence``        {"distinct_states": max over time and rooms of the
                           number of distinct states among up honest servers,
                           "state_entries": max over time and rooms of the
                           largest pairwise state difference in (type,
                           state_key) entries; null if the contents of some
-                          diverged states were not recorded}
+                          diverged states were not recorded,
+                          "distinct_states_at_end": the same count at the
+                          end of the run}
 ``messages``              {kind: messages sent (delivered or dropped)}
 ``bytes``                 {kind: bytes sent (delivered or dropped)}
 ``rejected``              {reason: (event, honest server) rejections}
@@ -49,13 +88,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simfed.metrics.agreement import after_last_fault, fault_agreement
 from simfed.metrics.convergence import (
     _resolve,
+    censored_percentiles,
+    deliveries,
     event_convergence,
-    percentiles,
     state_convergence,
 )
-from simfed.metrics.divergence import divergence
+from simfed.metrics.divergence import agreement_since, divergence
+from simfed.metrics.outcomes import disagreement_counts, outcome_agreement
 from simfed.metrics.topology import topology_summary
 from simfed.metrics.traffic import traffic_by_kind
 
@@ -95,22 +137,31 @@ def headline(
 
     div = divergence(tables, states, honest=hs, end_t=end)
     state_ms = state_convergence(tables, hs, end, div=div)
+    agreed_since = agreement_since(div)
+    faults = fault_agreement(tables, hs, end, div=div)
+    last = after_last_fault(faults)
+    agreement = disagreement_counts(outcome_agreement(tables, hs, end))
 
     # Events that entered some honest server's DAG.
-    d = tables["deliveries"]
+    d = deliveries(tables)
     entered = set(
         d["event_id"][
             d["outcome"].isin(["accepted", "soft_failed"])
+            & (d["stage"] == "timeline")
             & d["server"].isin(list(hs))
             & (d["t"] <= end)
         ].astype(object)
     )
     entered |= set(honest_ev["event_id"])
     events_ok = not conv[conv["event_id"].isin(entered)]["lost"].any()
-    converged = bool(events_ok and not math.isnan(state_ms))
+    state_ok = not math.isnan(agreed_since)
+    converged = bool(events_ok and state_ok and agreement["auth_disagreements"] == 0)
 
     tk = traffic_by_kind(tables)
-    at_honest = d[d["server"].isin(list(hs)) & (d["t"] <= end)]
+    # One row per (event, server, outcome): an outlier later stored in the
+    # DAG with the same outcome is not counted twice.
+    at_honest = d[d["server"].isin(list(hs)) & (d["t"] <= end)].drop_duplicates(
+        ["event_id", "server", "outcome"])
     rej = at_honest[at_honest["outcome"] == "rejected"]
     rejected = (
         rej["reason"].astype(object).fillna("unknown").value_counts().sort_index()
@@ -118,7 +169,7 @@ def headline(
     soft = int((at_honest["outcome"] == "soft_failed").sum())
 
     if div.empty:
-        max_div = {"distinct_states": 0, "state_entries": None}
+        max_div = {"distinct_states": 0, "state_entries": None, "distinct_states_at_end": 0}
     else:
         # A maximum over partly unknown differences would only be a lower
         # bound: report null if any diverged row lacks the states' contents.
@@ -126,15 +177,23 @@ def headline(
         max_div = {
             "distinct_states": int(div["n_distinct_states"].max()),
             "state_entries": None if unknown else div["max_state_diff"].max(),
+            "distinct_states_at_end": int(div.groupby("room_id", sort=False)["n_distinct_states"].last().max()),
         }
+    valid = honest_ev[honest_ev["n_expected"] > 0]
+    conv_ms = valid["convergence_ms"].to_numpy(dtype=float).copy()
+    conv_ms[valid["lost"].to_numpy(dtype=bool)] = math.inf
     out = {
         "events_created": int(len(conv)),
         "events_lost": lost,
         "converged": converged,
-        "event_convergence_ms": percentiles(
-            honest_ev["convergence_ms"].to_numpy(dtype=float)
-        ),
+        "event_convergence_ms": censored_percentiles(conv_ms),
+        "state_converged": state_ok,
+        "state_agreed_since_ms": agreed_since,
+        "state_convergence_after_last_fault_ms": last["agreement_ms"] if last else None,
+        "last_fault": {k: last[k] for k in ("t", "kind", "detail")} if last else None,
+        "faults": faults.to_dict(orient="records"),
         "state_convergence_ms": state_ms,
+        **agreement,
         "max_divergence": max_div,
         "messages": {str(k): int(v) for k, v in tk["messages"].items()},
         "bytes": {str(k): int(v) for k, v in tk["bytes"].items()},

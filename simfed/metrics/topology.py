@@ -22,8 +22,8 @@ another server, by its creator (``origin``) or passed on (``forward``)):
                              strategy that reaches servers only by fetching is
                              below 1
 
-From the ``deliveries`` table (the first time each honest server held each
-event, the creator excluded):
+From the ``deliveries`` table (the first time each honest server stored each
+event, as an outlier or in its room DAG, the creator excluded):
 
 ``arrivals``       {via: share of (event, server) arrivals by that path}
 ``fetched_share``  share that arrived by fetching (get_missing_events, state
@@ -50,8 +50,9 @@ from typing import Any
 
 import pandas as pd
 
+from simfed.metrics.agreement import fault_agreement
 from simfed.metrics.convergence import _resolve, event_convergence, held_at
-from simfed.metrics.divergence import agreement_since, divergence
+from simfed.metrics.recorder import STAGES
 
 __all__ = ["FETCH_VIAS", "REPAIR_KINDS", "arrival_shares", "change_convergence", "push_stats", "topology_summary"]
 
@@ -94,7 +95,7 @@ def push_stats(tables: Tables, honest: Iterable[str] | None = None, end_t: float
 def arrival_shares(tables: Tables, honest: Iterable[str] | None = None, end_t: float | None = None) -> dict[str, Any]:
     """How events reached honest servers: share by path, and the fetched share."""
     hs, end = _resolve(tables, honest, end_t)
-    held = held_at(tables, end)
+    held = held_at(tables, end, stages=STAGES)
     held = held[held["server"].isin(list(hs)) & (held["via"].astype(object) != "created")]
     if held.empty:
         return {"arrivals": {}, "fetched_share": math.nan}
@@ -108,39 +109,11 @@ def arrival_shares(tables: Tables, honest: Iterable[str] | None = None, end_t: f
 def change_convergence(tables: Tables, honest: Iterable[str] | None = None, end_t: float | None = None,
                        *, div: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per perturbation: t, kind, detail, state_convergence_ms,
-    max_distinct_states, max_state_diff (see the module docstring)."""
-    hs, end = _resolve(tables, honest, end_t)
-    cols = ["t", "kind", "detail", "state_convergence_ms", "max_distinct_states", "max_state_diff"]
-    p = tables.get("perturbations")
-    if p is None or p.empty:
-        return pd.DataFrame({c: [] for c in cols})
-    p = p[p["t"] <= end].sort_values("t", kind="stable")
-    if div is None:
-        div = divergence(tables, honest=hs, end_t=end, pairwise=True)
-    times = p["t"].to_numpy(dtype=float).tolist()
-    rows = []
-    for i, (t, kind, detail) in enumerate(zip(times, p["kind"].astype(object), p["detail"].astype(object))):
-        t_next = next((x for x in times[i + 1:] if x > t), end)
-        window = _window(div, t, t_next)
-        t_agree = agreement_since(window) if not window.empty else math.nan
-        rows.append({
-            "t": t, "kind": str(kind), "detail": str(detail),
-            "state_convergence_ms": max(0.0, t_agree - t) if not math.isnan(t_agree) else math.nan,
-            "max_distinct_states": int(window["n_distinct_states"].max()) if not window.empty else 0,
-            "max_state_diff": float(window["max_state_diff"].max()) if not window.empty else math.nan,
-        })
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _window(div: pd.DataFrame, t0: float, t1: float) -> pd.DataFrame:
-    """Divergence rows in ``[t0, t1]``, with each room's row in force at ``t0`` moved to ``t0``."""
-    if div.empty:
-        return div
-    parts = []
-    for _, g in div.groupby("room_id", sort=False):
-        before = g[g["t"] < t0].tail(1).assign(t=t0)
-        parts.append(pd.concat([before, g[(g["t"] >= t0) & (g["t"] <= t1)]]))
-    return pd.concat(parts).sort_values("t", kind="stable") if parts else div.iloc[0:0]
+    max_distinct_states, max_state_diff (see the module docstring and
+    :func:`simfed.metrics.agreement.fault_agreement`, which computes them)."""
+    rows = fault_agreement(tables, honest, end_t, div=div)
+    rows = rows.rename(columns={"agreement_ms": "state_convergence_ms"})
+    return rows[["t", "kind", "detail", "state_convergence_ms", "max_distinct_states", "max_state_diff"]]
 
 
 def topology_summary(tables: Tables, honest: Iterable[str] | None = None, end_t: float | None = None,

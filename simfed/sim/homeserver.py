@@ -154,9 +154,13 @@ class Homeserver(FederationServing):
         if rec is not None:
             getattr(rec, method)(*args, **kw)
 
-    def _outcome(self, ev: Event, outcome: str, via: str, reason: str | None = None) -> None:
+    def _outcome(self, ev: Event, outcome: str, via: str, reason: str | None = None,
+                 stage: str = "timeline") -> None:
+        """Count and record an outcome; ``stage`` is ``outlier`` for an event
+        stored outside the room DAG, ``timeline`` once it is in the DAG."""
         self.counters[outcome] += 1
-        self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason)
+        self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason,
+                     stage)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -498,7 +502,7 @@ class Homeserver(FederationServing):
             room.add_outlier(e)
             if not ok:
                 room.rejected[e.event_id] = "auth_events"
-            self._outcome(e, "accepted" if ok else "rejected", via, None if ok else "auth_events")
+            self._outcome(e, "accepted" if ok else "rejected", via, None if ok else "auth_events", "outlier")
 
     def _persist(self, room: RoomState, ev: Event, origin: str, via: str, *, before: dict | None = None,
                  backfilled: bool = False) -> Proc:

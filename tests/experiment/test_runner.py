@@ -168,7 +168,8 @@ def test_summary_json(tiny, tmp_path):
                                   "pynacl", "canonicaljson"}
     assert all(s["versions"][k] for k in ("python", "numpy", "pandas", "pyarrow", "pynacl"))
     assert s["complete"] is True and s["sim_end_ms"] == 20_000.0
-    assert set(s["event_convergence_ms"]) == {"p50", "p95", "p99", "max"}
+    assert set(s["event_convergence_ms"]) == {"p50", "p95", "p99", "max", "censored", "events", "events_lost"}
+    assert s["event_convergence_ms"]["events_lost"] == 0 and s["event_convergence_ms"]["censored"] == []
     assert s["events_created"] == 120 and s["events_lost"] == 0 and s["converged"] is True
     assert s["messages"]["transaction"] == 120 * 3
     assert s["wall_time_s"] > 0

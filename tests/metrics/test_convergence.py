@@ -212,7 +212,9 @@ from simfed.metrics import headline, messages_per_event, traffic_by_kind  # noqa
 HEADLINE_KEYS = {
     "events_created", "events_lost", "converged", "event_convergence_ms",
     "state_convergence_ms", "max_divergence", "messages", "bytes", "rejected",
-    "soft_failed", "topology",
+    "soft_failed", "topology", "state_converged", "state_agreed_since_ms",
+    "state_convergence_after_last_fault_ms", "last_fault", "faults",
+    "auth_disagreements", "soft_fail_disagreements",
 }
 
 
@@ -239,11 +241,15 @@ def test_headline_values_and_json():
     json.dumps(h, allow_nan=False)
     assert h["events_created"] == 2
     assert h["events_lost"] == 0
-    # $x entered c's DAG (soft-failed) and a, b hold it (rejected): converged.
-    assert h["converged"] is True
+    # $x entered c's DAG (soft-failed) and a, b hold it (rejected): every
+    # event is held everywhere, but a and b rejected what c passed.
+    assert h["auth_disagreements"] == 1 and h["soft_fail_disagreements"] == 0
+    assert h["converged"] is False
     assert h["event_convergence_ms"]["max"] == 400.0
+    assert h["event_convergence_ms"]["events_lost"] == 0
     assert h["state_convergence_ms"] == 500.0
-    assert h["max_divergence"] == {"distinct_states": 2, "state_entries": None}
+    assert h["state_converged"] is True
+    assert h["max_divergence"] == {"distinct_states": 2, "state_entries": None, "distinct_states_at_end": 1}
     assert h["messages"] == {"transaction": 3, "transaction_response": 1}
     assert h["bytes"] == {"transaction": 1500, "transaction_response": 20}
     assert h["rejected"] == {"auth": 1, "signature": 1}

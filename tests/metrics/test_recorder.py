@@ -12,7 +12,7 @@ ARCH_COLUMNS = {
     "events": ["run_id", "event_id", "room_id", "server", "sender", "type",
                "is_state", "created_at", "depth", "n_prev"],
     "deliveries": ["run_id", "event_id", "room_id", "server", "outcome", "t",
-                   "via", "reason"],
+                   "via", "reason", "stage"],
     "state": ["run_id", "t", "server", "room_id", "up", "extremities",
               "state_hash", "state_size", "backlog"],
     "traffic": ["run_id", "t_sent", "t_done", "kind", "src", "dst",
@@ -74,6 +74,22 @@ def test_duplicate_outcomes_are_counted_not_stored():
     assert len(d) == 2
     assert d.iloc[0]["t"] == 1.0
     assert r.duplicate_outcomes == 1
+
+
+def test_an_outlier_entering_the_dag_later_gets_its_own_row():
+    r = Recorder()
+    r.event_outcome(1.0, "b", "$e", "!r", "accepted", "state_fetch", stage="outlier")
+    r.event_outcome(2.0, "b", "$e", "!r", "accepted", "state_fetch", stage="outlier")
+    r.event_outcome(5.0, "b", "$e", "!r", "accepted", "backfill")
+    d = r.tables()["deliveries"]
+    assert list(d["stage"].astype(object)) == ["outlier", "timeline"]
+    assert list(d["t"]) == [1.0, 5.0]
+    assert r.duplicate_outcomes == 1
+
+
+def test_unknown_stage_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="stage='dag'.*outlier, timeline"):
+        Recorder().event_outcome(1.0, "b", "$e", "!r", "accepted", "push", stage="dag")
 
 
 def test_unknown_outcome_is_refused_with_the_choices():
