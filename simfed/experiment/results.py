@@ -16,7 +16,9 @@ the tables themselves are never modified.
 
 Files of a results directory
 ----------------------------
-``<table>.parquet``  one per table (pyarrow; categoricals round-trip)
+``<table>.parquet``  one per table (pyarrow; categoricals round-trip), with
+                     ``pdus`` and ``dag`` (each server's stored DAG, see
+                     :mod:`simfed.experiment.dag`)
 ``summary.json``     the scenario as resolved, seed, versions, wall time,
                      ``complete`` and the headline figures (see
                      :mod:`simfed.metrics.summary`); written last
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from simfed.experiment.dag import DAG_TABLES
 from simfed.metrics import TABLE_COLUMNS, states_from_tables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,8 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms"]
 
-#: Table name -> file name, in the order they are written.
-TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in TABLE_COLUMNS}
+#: Table name -> file name, in the order they are written (the recorder's, then the DAG's).
+TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in (*TABLE_COLUMNS, *DAG_TABLES)}
 #: Plot method -> file name.
 PLOT_FILES: dict[str, str] = {
     "plot_convergence_cdf": "convergence_cdf.png",
@@ -299,6 +302,22 @@ class RunResult:
 
         return plot_services(self.tables, end_t=self.end_t, path=path)
 
+    def plot_dag(self, server: str | None = None, *, room_id: str | None = None, last: int | None = 300,
+                 path: str | os.PathLike[str] | None = None):
+        """The room DAG as ``server`` (default: the first) holds it; ``last`` events (0: all).
+
+        See :mod:`simfed.experiment.dag` for what the marks mean.
+        """
+        from simfed.experiment.dag import plot_dag
+
+        return plot_dag(self.tables, server, room_id=room_id, last=last, path=path)
+
+    def export_dag(self, path: str | os.PathLike[str], server: str | None = None) -> list[str]:
+        """Write ``server``'s PDUs as a JSON array for ``simfed resolve``; returns its forward extremities."""
+        from simfed.experiment.dag import export_dag
+
+        return export_dag(self.tables, path, server)
+
     def plot_traffic(self, path: str | os.PathLike[str] | None = None):
         """Messages and bytes by kind, delivered vs dropped."""
         from simfed.plots import plot_traffic
@@ -454,6 +473,10 @@ HEADLINE_KEYS = (
 def _empty_table(name: str) -> pd.DataFrame:
     from simfed.metrics.recorder import build_frame
 
+    if name in DAG_TABLES:
+        from simfed.experiment.dag import _frame
+
+        return _frame(name, {c: [] for c in DAG_TABLES[name]})
     return build_frame(name, {c: [] for c in TABLE_COLUMNS[name]})
 
 

@@ -23,7 +23,10 @@ Theory of operation
    ``interrupted``.
 3. ``recorder.tables()`` -> :func:`~simfed.metrics.headline` (with the
    simulator's honest set and end time) -> ``summary``.
-4. With ``out_dir``, :meth:`RunResult.save` writes the Parquet tables, the
+4. The servers' storage at the end gives the ``pdus`` and ``dag`` tables
+   (:mod:`simfed.experiment.dag`: every stored PDU once, and which server
+   holds which event with what status), for ``simfed dag``.
+5. With ``out_dir``, :meth:`RunResult.save` writes the Parquet tables, the
    plots and, last, ``summary.json``.
 """
 
@@ -232,7 +235,10 @@ def run_scenario(
         bar.close()
     sim_wall = time.perf_counter() - t_start
 
+    from simfed.experiment.dag import dag_tables
+
     tables = recorder.tables()
+    tables.update(dag_tables(sim, rid))  # each server's stored DAG, for simfed dag (empty without servers)
     if sim is not None:
         honest = frozenset(sim.honest)
         end_t = float(sim.end_t)
