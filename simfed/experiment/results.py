@@ -22,8 +22,9 @@ Files of a results directory
 ``summary.json``     the scenario as resolved, seed, versions, wall time,
                      ``complete`` and the headline figures (see
                      :mod:`simfed.metrics.summary`); written last
-``*.png``            convergence CDF, divergence, extremities, traffic, EDUs,
-                     services
+``*.png``            convergence CDF, divergence, extremities, traffic; EDUs
+                     and services only when the run recorded any
+                     (:func:`plot_files`)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from simfed.metrics import TABLE_COLUMNS, states_from_tables
 if TYPE_CHECKING:  # pragma: no cover
     from simfed.config import Scenario
 
-__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms"]
+__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms", "plot_files"]
 
 #: Table name -> file name, in the order they are written (the recorder's, then the DAG's).
 TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in (*TABLE_COLUMNS, *DAG_TABLES)}
@@ -59,6 +60,15 @@ PLOT_FILES: dict[str, str] = {
     "plot_services": "services.png",
 }
 SUMMARY_FILE = "summary.json"
+
+
+def plot_files(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """The plots :meth:`RunResult.save` writes for these tables: all of
+    :data:`PLOT_FILES` but ``edus.png`` and ``services.png`` when the run
+    recorded no EDUs / no service observations (``[services]`` off)."""
+    from simfed.plots import has_data
+
+    return {m: f for m, f in PLOT_FILES.items() if has_data(m, tables)}
 
 #: Keys of ``summary.json`` that depend on the wall clock or the machine, not
 #: on the scenario: leave them out when comparing two runs.
@@ -342,7 +352,7 @@ class RunResult:
         if plots:
             import matplotlib.pyplot as plt
 
-            for method, fname in PLOT_FILES.items():
+            for method, fname in plot_files(self.tables).items():
                 p = out / fname
                 fig = getattr(self, method)(path=p)
                 plt.close(fig)
