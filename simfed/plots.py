@@ -3,7 +3,10 @@
 Every function returns a matplotlib ``Figure`` (Agg backend, no display
 needed) and saves it as PNG when ``path`` is given. matplotlib is imported
 lazily, so importing :mod:`simfed` never pulls it in. Times on the axes are
-simulated seconds (the tables hold simulated milliseconds).
+simulated seconds (the tables hold simulated milliseconds). Perturbations
+(partitions, crashes, link changes) are dotted lines, each labelled with its
+kind and detail. :func:`has_data` says whether a service figure has anything
+to draw (the runner skips ``edus.png`` and ``services.png`` otherwise).
 """
 
 from __future__ import annotations

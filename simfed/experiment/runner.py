@@ -193,7 +193,9 @@ def run_scenario(
     run_id:
         The ``run_id`` column of every table (default :func:`run_id_for`).
     plots:
-        Write the PNG plots with the tables (default true).
+        Write the PNG plots with the tables (default true): the files of
+        :func:`simfed.experiment.results.plot_files` (``edus.png`` and
+        ``services.png`` only when the run recorded service data).
     should_stop:
         Polled with the simulator's progress checks; true stops the run early
         as if Ctrl-C had been pressed (``complete`` false). For tests and
