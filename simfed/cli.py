@@ -30,6 +30,7 @@ from . import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "simfed.experiment.cli_run",
     "simfed.experiment.cli_sweep",
+    "simfed.experiment.cli_dag",
     "simfed.commands.resolve",
     "simfed.experiment.cli_scenario",
 )

@@ -3,7 +3,10 @@
 Every function returns a matplotlib ``Figure`` (Agg backend, no display
 needed) and saves it as PNG when ``path`` is given. matplotlib is imported
 lazily, so importing :mod:`simfed` never pulls it in. Times on the axes are
-simulated seconds (the tables hold simulated milliseconds).
+simulated seconds (the tables hold simulated milliseconds). Perturbations
+(partitions, crashes, link changes) are dotted lines, each labelled with its
+kind and detail. :func:`has_data` says whether a service figure has anything
+to draw (the runner skips ``edus.png`` and ``services.png`` otherwise).
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ __all__ = [
 ]
 
 Tables = Mapping[str, pd.DataFrame]
+
+#: Figures that exist only when ``[services]`` produced data: the tables each needs (one non-empty suffices).
+SERVICE_FIGURES: dict[str, tuple[str, ...]] = {
+    "plot_edus": ("edus",),
+    "plot_services": ("presence", "profiles", "directory", "identity"),
+}
+
+
+def has_data(figure: str, tables: Tables) -> bool:
+    """Whether ``figure`` (a ``plot_*`` name) has anything to draw; only the
+    service figures can be empty (services off), the others always are drawn."""
+    needs = SERVICE_FIGURES.get(figure)
+    if needs is None:
+        return True
+    return any(tables.get(t) is not None and not tables[t].empty for t in needs)
 
 
 def _figure(figsize: tuple[float, float]):
@@ -62,18 +80,31 @@ def _empty(ax, what: str) -> None:
             transform=ax.transAxes)
 
 
+#: Longest perturbation detail shown in a label (a partition's groups can be long).
+_DETAIL_CHARS = 28
+
+
+def perturbation_label(kind: str, detail: str) -> str:
+    """``crash hs3``, ``partition start hs0,hs1 | hs2…``: what a marker line is labelled."""
+    detail = " ".join(str(detail or "").split())
+    if len(detail) > _DETAIL_CHARS:
+        detail = detail[: _DETAIL_CHARS - 1] + "…"
+    return f"{str(kind).replace('_', ' ')} {detail}".strip()
+
+
 def _mark_perturbations(ax, tables: Tables) -> None:
+    """A dotted line per perturbation, each labelled with its kind and detail
+    (which server crashed), written downwards from just inside the top."""
     p = tables.get("perturbations")
     if p is None or p.empty:
         return
-    seen: set[str] = set()
-    for t, kind in zip(p["t"].to_numpy(dtype=float), p["kind"].astype(object)):
-        label = None if kind in seen else f"{kind}"
-        seen.add(kind)
+    details = p["detail"].astype(object) if "detail" in p else [""] * len(p)
+    for t, kind, detail in zip(p["t"].to_numpy(dtype=float), p["kind"].astype(object), details):
         ax.axvline(t / 1000.0, color="grey", linestyle=":", linewidth=0.8)
-        if label is not None:
-            ax.annotate(label, (t / 1000.0, 1.0), xycoords=("data", "axes fraction"),
-                        rotation=90, va="top", ha="right", fontsize=7, color="grey")
+        ax.annotate(perturbation_label(kind, detail), (t / 1000.0, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-2, -3), textcoords="offset points", rotation=90, va="top", ha="right",
+                    fontsize=7, color="dimgrey", annotation_clip=False,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
 
 
 def _ecdf(ax, values_ms: np.ndarray, label: str) -> None:
@@ -110,7 +141,7 @@ def plot_convergence_cdf(
         ax.text(0.98, 0.02, f"{n_lost} event(s) lost (not in CDF)", ha="right",
                 va="bottom", transform=ax.transAxes, fontsize=8)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right" if not n_lost else "center right")
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8)  # outside: never over a curve
     ax.grid(alpha=0.3)
     return _finish(fig, path)
 
@@ -182,16 +213,24 @@ def plot_extremities(
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("forward extremities per server")
     ax.set_ylim(bottom=0)
-    ax2 = ax.twinx()
-    ax2.step(t, agg["backlog"], where="post", color="C2", linestyle="--",
-             label="missing-event backlog (total)")
-    ax2.set_ylabel("missing events (total)", color="C2")
-    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    if np.nansum(agg["backlog"].to_numpy(dtype=float)) > 0:
+        ax2 = ax.twinx()
+        ax2.step(t, agg["backlog"], where="post", color="C2", linestyle="--",
+                 label="missing-event backlog (total)")
+        ax2.set_ylabel("missing events (total)", color="C2")
+        ax2.set_ylim(bottom=0)
+        ax2.yaxis.get_major_locator().set_params(integer=True)
+        h2, l2 = ax2.get_legend_handles_labels()
+        h1, l1 = h1 + h2, l1 + l2
+    else:  # no right-hand axis for a line that never leaves 0: say so in the legend
+        from matplotlib.lines import Line2D
+
+        h1.append(Line2D([], [], linestyle="none"))
+        l1.append("missing-event backlog: 0 throughout")
     if tables is not None:
         _mark_perturbations(ax, tables)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncols=3, fontsize=8)
+    fig.legend(h1, l1, loc="outside lower center", ncols=3, fontsize=8)
     ax.grid(alpha=0.3)
     return _finish(fig, path)
 
@@ -338,6 +377,7 @@ def plot_services(tables: Tables, *, end_t: float | None = None, path: str | Pat
         else:
             _empty(ax, "observations")
         ax.set_xlabel("simulated s")
+        ax.set_ylabel("fraction of observations (ECDF)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     return _finish(fig, path)

@@ -16,12 +16,15 @@ the tables themselves are never modified.
 
 Files of a results directory
 ----------------------------
-``<table>.parquet``  one per table (pyarrow; categoricals round-trip)
+``<table>.parquet``  one per table (pyarrow; categoricals round-trip), with
+                     ``pdus`` and ``dag`` (each server's stored DAG, see
+                     :mod:`simfed.experiment.dag`)
 ``summary.json``     the scenario as resolved, seed, versions, wall time,
                      ``complete`` and the headline figures (see
                      :mod:`simfed.metrics.summary`); written last
-``*.png``            convergence CDF, divergence, extremities, traffic, delivery delay, EDUs,
-                     services
+``*.png``            convergence CDF, divergence, extremities, traffic,
+                     delivery delay; EDUs and services only when the run
+                     recorded any (:func:`plot_files`)
 """
 
 from __future__ import annotations
@@ -37,15 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from simfed.experiment.dag import DAG_TABLES
 from simfed.metrics import TABLE_COLUMNS, states_from_tables
 
 if TYPE_CHECKING:  # pragma: no cover
     from simfed.config import Scenario
 
-__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms", "headline_lines"]
+__all__ = ["RunResult", "TABLE_FILES", "PLOT_FILES", "SUMMARY_FILE", "format_ms", "headline_lines", "plot_files"]
 
-#: Table name -> file name, in the order they are written.
-TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in TABLE_COLUMNS}
+#: Table name -> file name, in the order they are written (the recorder's, then the DAG's).
+TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in (*TABLE_COLUMNS, *DAG_TABLES)}
 #: Plot method -> file name.
 PLOT_FILES: dict[str, str] = {
     "plot_convergence_cdf": "convergence_cdf.png",
@@ -57,6 +61,15 @@ PLOT_FILES: dict[str, str] = {
     "plot_services": "services.png",
 }
 SUMMARY_FILE = "summary.json"
+
+
+def plot_files(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """The plots :meth:`RunResult.save` writes for these tables: all of
+    :data:`PLOT_FILES` but ``edus.png`` and ``services.png`` when the run
+    recorded no EDUs / no service observations (``[services]`` off)."""
+    from simfed.plots import has_data
+
+    return {m: f for m, f in PLOT_FILES.items() if has_data(m, tables)}
 
 #: Keys of ``summary.json`` that depend on the wall clock or the machine, not
 #: on the scenario: leave them out when comparing two runs.
@@ -300,6 +313,22 @@ class RunResult:
 
         return plot_services(self.tables, end_t=self.end_t, path=path)
 
+    def plot_dag(self, server: str | None = None, *, room_id: str | None = None, last: int | None = 300,
+                 path: str | os.PathLike[str] | None = None):
+        """The room DAG as ``server`` (default: the first) holds it; ``last`` events (0: all).
+
+        See :mod:`simfed.experiment.dag` for what the marks mean.
+        """
+        from simfed.experiment.dag import plot_dag
+
+        return plot_dag(self.tables, server, room_id=room_id, last=last, path=path)
+
+    def export_dag(self, path: str | os.PathLike[str], server: str | None = None) -> list[str]:
+        """Write ``server``'s PDUs as a JSON array for ``simfed resolve``; returns its forward extremities."""
+        from simfed.experiment.dag import export_dag
+
+        return export_dag(self.tables, path, server)
+
     def plot_traffic(self, path: str | os.PathLike[str] | None = None):
         """Messages and bytes by kind, delivered vs dropped."""
         from simfed.plots import plot_traffic
@@ -330,7 +359,7 @@ class RunResult:
         if plots:
             import matplotlib.pyplot as plt
 
-            for method, fname in PLOT_FILES.items():
+            for method, fname in plot_files(self.tables).items():
                 p = out / fname
                 fig = getattr(self, method)(path=p)
                 plt.close(fig)
@@ -530,6 +559,10 @@ HEADLINE_KEYS = (
 def _empty_table(name: str) -> pd.DataFrame:
     from simfed.metrics.recorder import build_frame
 
+    if name in DAG_TABLES:
+        from simfed.experiment.dag import _frame
+
+        return _frame(name, {c: [] for c in DAG_TABLES[name]})
     return build_frame(name, {c: [] for c in TABLE_COLUMNS[name]})
 
 

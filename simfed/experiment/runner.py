@@ -23,7 +23,10 @@ Theory of operation
    ``interrupted``.
 3. ``recorder.tables()`` -> :func:`~simfed.metrics.headline` (with the
    simulator's honest set and end time) -> ``summary``.
-4. With ``out_dir``, :meth:`RunResult.save` writes the Parquet tables, the
+4. The servers' storage at the end gives the ``pdus`` and ``dag`` tables
+   (:mod:`simfed.experiment.dag`: every stored PDU once, and which server
+   holds which event with what status), for ``simfed dag``.
+5. With ``out_dir``, :meth:`RunResult.save` writes the Parquet tables, the
    plots and, last, ``summary.json``.
 """
 
@@ -190,7 +193,9 @@ def run_scenario(
     run_id:
         The ``run_id`` column of every table (default :func:`run_id_for`).
     plots:
-        Write the PNG plots with the tables (default true).
+        Write the PNG plots with the tables (default true): the files of
+        :func:`simfed.experiment.results.plot_files` (``edus.png`` and
+        ``services.png`` only when the run recorded service data).
     should_stop:
         Polled with the simulator's progress checks; true stops the run early
         as if Ctrl-C had been pressed (``complete`` false). For tests and
@@ -232,7 +237,10 @@ def run_scenario(
         bar.close()
     sim_wall = time.perf_counter() - t_start
 
+    from simfed.experiment.dag import dag_tables
+
     tables = recorder.tables()
+    tables.update(dag_tables(sim, rid))  # each server's stored DAG, for simfed dag (empty without servers)
     if sim is not None:
         honest = frozenset(sim.honest)
         end_t = float(sim.end_t)

@@ -49,14 +49,23 @@ Theory of operation
    and written as ``runs.parquet``, ``sweep_summary.parquet`` and
    ``sweep_summary.csv`` (atomically too). ``DIR/sweep.json`` (the
    manifest: the scenario as resolved, grid, repeat, base seed, seed
-   scheme, simfed version) is written before the first run; a sweep into a
-   directory whose manifest differs is refused (:class:`ManifestMismatch`).
+   scheme, simfed version) is written before the first run, once the
+   executor is up (a refused ``--scheduler`` leaves nothing behind); a
+   sweep into a directory whose manifest differs is refused
+   (:class:`ManifestMismatch`), except for a larger ``repeat``: seeds do
+   not depend on ``repeat``, so ``--repeat 3`` over a sweep of 2 extends
+   it, computing only the third repetition, and rewrites the manifest.
+   Files get the mode a plain ``open`` gives (0644 under umask 022).
 
 Confidence intervals are Student-t 95% intervals of the mean over the
 runs of a grid point where the figure is defined (``n`` counts them: a
-state that never converged has no ``state_convergence_ms``):
+state that never converged has no ``state_convergence_ms``; ``n_excluded``
+says how many ok runs were left out for that):
 ``mean ± t(0.975, n-1) · sd / sqrt(n)``, with ``sd`` the sample standard
-deviation; ``n = 1`` has no interval (NaN). The quantiles come from a table
+deviation, clipped to the range of the figure (0 and above for times and
+counts, [0, 1] for rates and shares; see :mod:`simfed.experiment.sweep_stats`
+for why clipping rather than a bootstrap or logs); ``n = 1`` has no
+interval (NaN). The quantiles come from a table
 (df 1-30) and the Cornish-Fisher expansion above it (error < 1e-6), so no
 SciPy is needed. ``converged_rate`` is the same interval on 0/1 values (a
 Wald-type interval: crude for rates near 0 or 1 with few runs).
@@ -173,9 +182,11 @@ class SweepResult:
         the headline figures (:data:`HEADLINE_COLUMNS`, missing for a
         failed run).
     summary : pandas.DataFrame
-        One row per grid point: the grid values, runs, ok, errors, and
-        ``<figure>_n``, ``_mean``, ``_ci_low``, ``_ci_high`` (95%, Student t)
-        for each of :data:`SUMMARY_METRICS`.
+        One row per grid point: the grid values, runs, ok, errors,
+        n_excluded (ok runs whose state never converged, left out of the
+        ``state_convergence_ms`` mean), and ``<figure>_n``, ``_mean``,
+        ``_ci_low``, ``_ci_high`` (95%, Student t, clipped to the figure's
+        range) for each of :data:`SUMMARY_METRICS`.
     grid, repeat, base_seed, manifest
         What was asked for.
     computed, skipped : int
@@ -248,7 +259,13 @@ class SweepResult:
         return cls(runs=runs, summary=summary, manifest=manifest, out_dir=d, planned=planned)
 
     def report(self) -> str:
-        """The summary table as text: grid values, runs, and the main means with their intervals."""
+        """The summary table as text: grid values, runs, and the main means with their 95% intervals.
+
+        Times in ms, s, min or h (the unit chosen by the mean), counts in
+        plain digits with thousands separators; never scientific notation.
+        Runs whose state never converged are left out of the state
+        convergence mean, and the line says how many.
+        """
         keys = list(self.grid)
         lines = []
         for r in self.summary.to_dict("records"):
@@ -257,7 +274,8 @@ class SweepResult:
                 f"  {where}: {r['ok']}/{r['runs']} ok; converged {_fmt_rate(r)}; "
                 f"p50 {_fmt_ci(r, 'event_convergence_ms_p50', 'ms')}; "
                 f"p95 {_fmt_ci(r, 'event_convergence_ms_p95', 'ms')}; "
-                f"lost {_fmt_ci(r, 'events_lost', '')}"
+                f"state {_fmt_ci(r, 'state_convergence_ms', 'ms')}{_fmt_excluded(r)}; "
+                f"lost {_fmt_ci(r, 'events_lost', 'count')}"
             )
         return "\n".join(lines)
 
@@ -276,14 +294,45 @@ def load_sweep(out_dir: str | os.PathLike[str]) -> SweepResult:
     return SweepResult.load(out_dir)
 
 
-def _fmt_ci(row: Mapping[str, Any], prefix: str, unit: str) -> str:
+#: Time units of the printed table: (unit, ms per unit, used from this many ms on).
+_TIME_UNITS = (("h", 3_600_000.0, 7_200_000.0), ("min", 60_000.0, 120_000.0), ("s", 1000.0, 1000.0),
+               ("ms", 1.0, 0.0))
+
+
+def _time_unit(ms: float) -> tuple[str, float]:
+    """The unit to print a time of ``ms`` milliseconds in (ms, s, min or h)."""
+    for unit, scale, start in _TIME_UNITS:
+        if abs(ms) >= start:
+            return unit, scale
+    return "ms", 1.0
+
+
+def _num(x: float, digits: int) -> str:
+    """Plain decimal notation, thousands separated, ``digits`` after the point."""
+    return f"{x:,.{digits}f}"
+
+
+def _fmt_ci(row: Mapping[str, Any], prefix: str, kind: str) -> str:
+    """``mean [low, high]`` in readable units: ``kind`` is ``"ms"`` (a time) or ``"count"``."""
     mean, lo, hi = row[f"{prefix}_mean"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
     if _isnan(mean):
         return "-"
-    sep = " " if unit else ""
-    if _isnan(lo):
-        return f"{mean:.4g}{sep}{unit}"
-    return f"{mean:.4g}{sep}{unit} [{lo:.4g}, {hi:.4g}]"
+    if kind == "ms":
+        unit, scale = _time_unit(mean)
+        digits = 0 if unit == "ms" or mean / scale >= 100 else 1
+        suffix = f" {unit}"
+    else:
+        scale, suffix = 1.0, ""
+        digits = 0 if (abs(mean) >= 100 or float(mean).is_integer()) else 1
+    text = _num(mean / scale, digits)
+    if not _isnan(lo):
+        text += f" [{_num(lo / scale, digits)}, {_num(hi / scale, digits)}]"
+    return text + suffix
+
+
+def _fmt_excluded(row: Mapping[str, Any]) -> str:
+    k = int(row.get("n_excluded", 0) or 0)
+    return f" ({k} of {row['ok']} runs excluded: state never converged)" if k else ""
 
 
 def _fmt_rate(row: Mapping[str, Any]) -> str:
@@ -417,8 +466,7 @@ def sweep(
         "runs": len(specs),
     }
     store = _Store(Path(out_dir)) if out_dir is not None else None
-    if store is not None:
-        store.check_manifest(manifest)
+    new_manifest = store.check_manifest(manifest) if store is not None else False
 
     records: dict[str, dict[str, Any]] = {}
     summaries: dict[str, dict[str, Any]] = {}
@@ -468,8 +516,16 @@ def sweep(
     if todo:
         # Repetition-major: early results (and an interrupted sweep) cover every point.
         queue = sorted(todo, key=lambda s: (s.repetition, s.point))
+        # The executor first: a refused --scheduler leaves no directory behind.
         ex = open_executor(workers=workers, scheduler=scheduler, executor=executor,
                            start_method=start_method, max_runs=len(todo))
+        if new_manifest:
+            assert store is not None
+            try:
+                store.write_manifest(manifest)
+            except BaseException:
+                ex.close(cancel=True)
+                raise
         bar = _Bar(len(specs), skipped, _progress_wanted(progress))
         description = ex.description
         pending: dict[cf.Future, RunSpec] = {}
@@ -518,6 +574,10 @@ def sweep(
                         fut.cancel()
             bar.close()
             ex.close(cancel=cancel)
+
+    elif new_manifest:
+        assert store is not None
+        store.write_manifest(manifest)
 
     runs = runs_frame(specs, grid, records)
     summary = summarise_runs(runs, list(grid))

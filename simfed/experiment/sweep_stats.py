@@ -1,5 +1,14 @@
 """Rows and statistics of a sweep: a run's headline figures flattened, the
 ``runs`` table, and mean with a 95% Student-t interval per grid point.
+
+Intervals respect the quantity: times, counts and ratios cannot be negative
+and rates and shares lie in [0, 1], so each figure's interval is clipped to
+its range (:data:`METRIC_RANGES`). Clipping never lowers the coverage of an
+interval for the mean (the true mean lies in the range too); it only drops
+impossible values. The alternatives were rejected on purpose: a percentile
+bootstrap undercovers badly with few runs (with n = 2 it is the range of
+the two values, about a 50% interval), and a t interval on logarithms
+estimates the geometric mean, not the mean shown beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ HEADLINE_COLUMNS: dict[str, str] = {
     "event_convergence_ms_p99": "float64",
     "event_convergence_ms_max": "float64",
     "state_convergence_ms": "float64",
+    "state_converged": "boolean",
     "max_divergence_distinct_states": "Int64",
     "messages_total": "Int64",
     "bytes_total": "Int64",
@@ -44,6 +54,18 @@ SUMMARY_METRICS: dict[str, str] = {
     "push_messages_per_event": "push_messages_per_event",
     "redundancy_factor": "redundancy_factor",
     "fetched_share": "fetched_share",
+}
+#: Summary prefix -> (low, high) of the values the figure can take; its interval is clipped to it.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "event_convergence_ms_p50": (0.0, math.inf),
+    "event_convergence_ms_p95": (0.0, math.inf),
+    "state_convergence_ms": (0.0, math.inf),
+    "events_lost": (0.0, math.inf),
+    "messages_total": (0.0, math.inf),
+    "converged_rate": (0.0, 1.0),
+    "push_messages_per_event": (0.0, math.inf),
+    "redundancy_factor": (0.0, math.inf),
+    "fetched_share": (0.0, 1.0),
 }
 #: Columns of ``runs`` that depend on the machine, not on the scenario.
 WALL_CLOCK_COLUMNS = ("wall_time_s",)
@@ -71,6 +93,7 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "event_convergence_ms_p99": ec.get("p99"),
         "event_convergence_ms_max": ec.get("max"),
         "state_convergence_ms": summary.get("state_convergence_ms"),
+        "state_converged": _state_converged(summary),
         "max_divergence_distinct_states": md.get("distinct_states"),
         "messages_total": _total(summary.get("messages")),
         "bytes_total": _total(summary.get("bytes")),
@@ -80,6 +103,16 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "redundancy_factor": topo.get("redundancy_factor"),
         "fetched_share": topo.get("fetched_share"),
     }
+
+
+def _state_converged(summary: Mapping[str, Any]) -> bool | None:
+    """The run's ``state_converged`` if it says, else whether it has a state convergence time."""
+    if "state_converged" in summary:
+        v = summary["state_converged"]
+        return None if v is None else bool(v)
+    if "state_convergence_ms" not in summary:
+        return None  # no summary (a failed run)
+    return summary["state_convergence_ms"] is not None
 
 
 def _record(spec: RunSpec, status: str, error: str | None, wall: float | None,
@@ -115,11 +148,14 @@ def t_quantile_975(df: int) -> float:
     return z + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
 
 
-def mean_ci(values: Iterable[Any]) -> tuple[int, float, float, float]:
+def mean_ci(values: Iterable[Any],
+            bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[int, float, float, float]:
     """``(n, mean, ci_low, ci_high)``: the 95% Student-t interval of the mean.
 
     Missing values (None, NaN, ``pd.NA``) are left out of ``n``; ``n = 0``
-    gives NaN for all three, ``n = 1`` NaN bounds.
+    gives NaN for all three, ``n = 1`` NaN bounds. The interval is clipped
+    to ``bounds``, the range the quantity can take (``(0, inf)`` for times
+    and counts).
     """
     xs = [float(x) for x in values if x is not None and x is not pd.NA and not _isnan(x)]
     n = len(xs)
@@ -129,7 +165,8 @@ def mean_ci(values: Iterable[Any]) -> tuple[int, float, float, float]:
     if n == 1:
         return 1, mean, math.nan, math.nan
     half = t_quantile_975(n - 1) * statistics.stdev(xs) / math.sqrt(n)
-    return n, mean, mean - half, mean + half
+    low, high = bounds
+    return n, mean, max(low, mean - half), min(high, mean + half)
 
 
 def _isnan(x: Any) -> bool:
@@ -177,10 +214,23 @@ def runs_frame(specs: Sequence[RunSpec], grid: Mapping[str, Sequence[Any]],
     return pd.DataFrame(cols)
 
 
-def summarise_runs(runs: pd.DataFrame, grid_keys: Sequence[str]) -> pd.DataFrame:
-    """Per grid point: runs, ok, errors and ``n``/``mean``/``ci_low``/``ci_high`` per figure.
+def _never_converged(ok: pd.DataFrame) -> pd.Series:
+    """Per ok run: its state never converged (``state_converged`` false, or no state convergence time)."""
+    never = pd.Series(False, index=ok.index)
+    if "state_convergence_ms" in ok:
+        never |= ok["state_convergence_ms"].isna()
+    if "state_converged" in ok:
+        never |= ok["state_converged"].astype("boolean").eq(False).fillna(False).astype(bool)
+    return never
 
-    Figures are :data:`SUMMARY_METRICS`; statistics over the ``ok`` runs.
+
+def summarise_runs(runs: pd.DataFrame, grid_keys: Sequence[str]) -> pd.DataFrame:
+    """Per grid point: runs, ok, errors, n_excluded and ``n``/``mean``/``ci_low``/``ci_high`` per figure.
+
+    Figures are :data:`SUMMARY_METRICS`; statistics over the ``ok`` runs,
+    intervals clipped to :data:`METRIC_RANGES`. ``n_excluded`` counts the ok
+    runs whose state never converged: they have no state convergence time,
+    so ``state_convergence_ms`` is averaged over the others (its ``_n``).
     """
     rows = []
     for point, g in runs.groupby("point", sort=True):
@@ -191,18 +241,22 @@ def summarise_runs(runs: pd.DataFrame, grid_keys: Sequence[str]) -> pd.DataFrame
         row["runs"] = len(g)
         row["ok"] = len(ok)
         row["errors"] = int((g["status"] == "error").sum())
+        never = _never_converged(ok)
+        row["n_excluded"] = int(never.sum())
         for col, prefix in SUMMARY_METRICS.items():
-            values = ok[col].astype("float64").tolist() if col in ok else []
-            n, mean, lo, hi = mean_ci(values)
+            values = ok[col].astype("float64") if col in ok else pd.Series([], dtype="float64")
+            if col == "state_convergence_ms":
+                values = values[~never]
+            n, mean, lo, hi = mean_ci(values.tolist(), METRIC_RANGES.get(prefix, (-math.inf, math.inf)))
             row.update({f"{prefix}_n": n, f"{prefix}_mean": mean, f"{prefix}_ci_low": lo, f"{prefix}_ci_high": hi})
         rows.append(row)
-    out = pd.DataFrame(rows, columns=["point", *grid_keys, "runs", "ok", "errors",
+    out = pd.DataFrame(rows, columns=["point", *grid_keys, "runs", "ok", "errors", "n_excluded",
                                       *(f"{p}_{s}" for p in SUMMARY_METRICS.values()
                                         for s in ("n", "mean", "ci_low", "ci_high"))])
     for key in grid_keys:
         out[key] = out[key].astype(runs[key].dtype)
     for c in out.columns:
-        if c in ("point", "runs", "ok", "errors") or c.endswith("_n"):
+        if c in ("point", "runs", "ok", "errors", "n_excluded") or c.endswith("_n"):
             out[c] = out[c].astype("int64")
         elif c.endswith(("_mean", "_ci_low", "_ci_high")):
             out[c] = out[c].astype("float64")

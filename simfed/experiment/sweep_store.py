@@ -33,13 +33,25 @@ class ManifestMismatch(SimfedError, ValueError):
 # Files
 
 
+def _file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` a temporary file beside ``path``, then move it into place."""
+    """``write(tmp)`` a temporary file beside ``path``, then move it into place.
+
+    ``mkstemp`` makes the file private (0600); it gets the mode a plain
+    ``open`` would give (0644 under the usual umask), like a run's files.
+    """
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -72,7 +84,15 @@ class _Store:
     def run_dir(self, run_id: str) -> Path:
         return self.root / RUNS_DIR / run_id
 
-    def check_manifest(self, manifest: dict[str, Any]) -> None:
+    def check_manifest(self, manifest: dict[str, Any]) -> bool:
+        """Whether ``manifest`` may use this directory; raises :class:`ManifestMismatch` if not.
+
+        Writes nothing (see :meth:`write_manifest`). True when the manifest
+        must be (re)written: a new sweep, or more repetitions of the sweep
+        there (``--repeat 3`` over 2 extends it; seeds do not depend on
+        ``repeat``, so the runs already there are the first ones of the
+        new plan).
+        """
         path = self.root / MANIFEST_FILE
         old = _read_json(path) if path.exists() else None
         if path.exists() and not isinstance(old, dict):
@@ -83,16 +103,24 @@ class _Store:
                     f"{self.root}: not empty and not a sweep directory (no {MANIFEST_FILE}); "
                     "choose a new or empty --out directory"
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
-            _write_json(path, manifest)
-            return
+            return True
         differ = [k for k in _MANIFEST_KEYS if _manifest_value(old, k) != _manifest_value(manifest, k)]
+        if differ == ["repeat"] and isinstance(old.get("repeat"), int) and manifest["repeat"] > old["repeat"]:
+            return True
         if differ:
+            fewer = ("; fewer repetitions than there: load the sweep and select repetitions instead"
+                     if differ == ["repeat"] else "")
             raise ManifestMismatch(
                 f"{path}: this directory holds another sweep ({', '.join(differ)} differ"
-                f"{_manifest_hint(old, manifest, differ)}); resume only with the same scenario, grid, "
-                f"--repeat, seed and simfed version, or choose another --out directory"
+                f"{_manifest_hint(old, manifest, differ)}{fewer}); resume or extend (a larger --repeat) only "
+                f"with the same scenario, grid, seed and simfed version, or choose another --out directory"
             )
+        return False
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Create the directory and write ``sweep.json``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_json(self.root / MANIFEST_FILE, manifest)
 
     def finished(self, spec: RunSpec) -> dict[str, Any] | None:
         """The run's summary if it finished with this run's parameters, else None."""

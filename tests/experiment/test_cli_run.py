@@ -17,6 +17,9 @@ import pytest
 
 import simfed.cli
 from simfed.experiment.results import PLOT_FILES, TABLE_FILES
+
+#: The plots of a run without [services] (edus.png and services.png are skipped).
+CORE_PLOTS = {f for m, f in PLOT_FILES.items() if m not in ("plot_edus", "plot_services")}
 from test_runner import TINY, fake_simulate
 
 MODULE = "simfed.experiment.cli_run"
@@ -55,7 +58,8 @@ def test_run_writes_results_and_prints_headline(main, fake_world, tiny_file, tmp
                  "state convergence", "messages"):
         assert word in captured.out, word
     names = {p.name for p in out.iterdir()}
-    assert names == {*TABLE_FILES.values(), *PLOT_FILES.values(), "summary.json"}
+    # No [services]: no EDUs or service observations, so no edus.png / services.png.
+    assert names == {*TABLE_FILES.values(), *CORE_PLOTS, "summary.json"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["name"] == "tiny"
 
@@ -170,8 +174,7 @@ def test_real_run(main, tiny_file, tmp_path, capsys):
     assert main(["run", str(tiny_file), "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["events_created"] > 0
-    assert {p.name for p in out.iterdir()} == {*TABLE_FILES.values(), *PLOT_FILES.values(),
-                                               "summary.json"}
+    assert {p.name for p in out.iterdir()} == {*TABLE_FILES.values(), *CORE_PLOTS, "summary.json"}
 
 
 #: Ten servers chatting for ten simulated hours: about a minute of CPU, so a

@@ -21,6 +21,9 @@ import pytest
 import simfed.api as api
 from simfed.config import Scenario
 from simfed.experiment.results import PLOT_FILES, TABLE_FILES, RunResult
+
+#: The plots of a run without [services] (edus.png and services.png are skipped).
+CORE_PLOTS = [f for m, f in PLOT_FILES.items() if m not in ("plot_edus", "plot_services")]
 from simfed.experiment.runner import run_id_for, run_scenario
 from simfed.experiment.scenario import ScenarioError, load_scenario, scenario_to_dict
 
@@ -124,9 +127,10 @@ def assert_same_values(back: pd.DataFrame, df: pd.DataFrame) -> None:
 def test_writes_every_table_summary_and_plot(tiny, tmp_path):
     res = run_scenario(tiny, out_dir=tmp_path / "out", simulator=fake_simulate, progress=False)
     out = tmp_path / "out"
-    for fname in [*TABLE_FILES.values(), *PLOT_FILES.values(), "summary.json"]:
+    for fname in [*TABLE_FILES.values(), *CORE_PLOTS, "summary.json"]:
         assert (out / fname).is_file(), fname
-    for fname in PLOT_FILES.values():
+    assert not (out / "edus.png").exists() and not (out / "services.png").exists()  # no [services]
+    for fname in CORE_PLOTS:
         data = (out / fname).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not list(out.glob("*.tmp"))
@@ -219,7 +223,7 @@ def test_should_stop_writes_partial_results(tiny, tmp_path):
     assert s["complete"] is False and res.complete is False
     assert 0 < s["sim_end_ms"] < 20_000
     assert s["events_created"] > 0
-    for fname in [*TABLE_FILES.values(), *PLOT_FILES.values()]:
+    for fname in [*TABLE_FILES.values(), *CORE_PLOTS]:
         assert (tmp_path / fname).stat().st_size > 0
     assert len(pd.read_parquet(tmp_path / "events.parquet")) == s["events_created"]
 

@@ -190,6 +190,49 @@ def test_mean_ci_on_known_numbers():
     assert mean_ci([4, 4, 4]) == (3, 4.0, 4.0, 4.0)
 
 
+def test_mean_ci_is_clipped_to_the_range_of_the_quantity():
+    # The case: two runs, p95 far apart; t(0.975, 1) = 12.7 gave a negative bound.
+    n, mean, lo, hi = mean_ci([1_500.0, 34_360.0], (0.0, math.inf))
+    assert n == 2 and lo == 0.0 and hi == pytest.approx(mean + 12.706204736 * np.std([1500, 34360], ddof=1) / math.sqrt(2))
+    n, mean, lo, hi = mean_ci([0, 1], (0.0, 1.0))
+    assert (lo, hi) == (0.0, 1.0)
+    assert mean_ci([10.0, 10.5, 11.0], (0.0, math.inf))[2] == pytest.approx(10.5 - 4.302652730 * 0.5 / math.sqrt(3))
+
+
+def test_state_never_converged_is_excluded_and_counted():
+    runs = pd.DataFrame({
+        "point": [0, 0, 0], "status": ["ok", "ok", "ok"],
+        "state_convergence_ms": [1000.0, np.nan, 3000.0],
+        # The third run says its state did not converge, whatever time it reports.
+        "state_converged": pd.array([True, None, False], dtype="boolean"),
+    })
+    s = summarise_runs(runs, [])
+    r = s.iloc[0]
+    assert r["n_excluded"] == 2 and r["state_convergence_ms_n"] == 1 and r["state_convergence_ms_mean"] == 1000.0
+    res = SweepResult(runs=runs, summary=s, manifest={"grid": {}, "repeat": 3, "base_seed": 1})
+    assert "state 1.0 s (2 of 3 runs excluded: state never converged)" in res.report()
+
+
+def test_report_uses_readable_units_and_no_negative_bounds():
+    row = {"point": 0, "runs": 2, "ok": 2, "errors": 0, "n_excluded": 0}
+    for prefix, (mean, lo, hi) in {
+        "event_convergence_ms_p50": (850.0, 610.0, 1090.0),
+        "event_convergence_ms_p95": (17_930.0, 0.0, 237_500.0),
+        "state_convergence_ms": (185_000.0, 120_000.0, 250_000.0),
+        "events_lost": (12_345.0, 0.0, 40_000.5),
+        "converged_rate": (0.5, 0.0, 1.0),
+    }.items():
+        row.update({f"{prefix}_mean": mean, f"{prefix}_ci_low": lo, f"{prefix}_ci_high": hi})
+    res = SweepResult(runs=pd.DataFrame({"status": []}), summary=pd.DataFrame([row]),
+                      manifest={"grid": {}, "repeat": 2, "base_seed": 1})
+    text = res.report()
+    assert "p50 850 [610, 1,090] ms" in text
+    assert "p95 17.9 [0.0, 237.5] s" in text
+    assert "state 3.1 [2.0, 4.2] min" in text
+    assert "lost 12,345 [0, 40,000]" in text  # counts: plain digits, thousands separated
+    assert "e+" not in text and "[-" not in text
+
+
 def test_t_quantiles():
     # The table against a numerical integral of Student's t density: P(T > t) = 0.025.
     for df in (1, 2, 5, 10, 30):
@@ -225,9 +268,12 @@ def test_summary_table_per_grid_point():
     r0 = s.iloc[0]
     assert r0["event_convergence_ms_p50_mean"] == 200.0
     half = 4.302652730 * 100 / math.sqrt(3)
-    assert r0["event_convergence_ms_p50_ci_low"] == pytest.approx(200 - half)
+    assert 200 - half < 0  # a time: the interval is clipped at 0, never negative
+    assert r0["event_convergence_ms_p50_ci_low"] == 0.0
     assert r0["event_convergence_ms_p50_ci_high"] == pytest.approx(200 + half)
     assert r0["state_convergence_ms_n"] == 2 and r0["state_convergence_ms_mean"] == 20.0
+    assert r0["n_excluded"] == 1 and s.iloc[1]["n_excluded"] == 0
+    assert 0.0 <= r0["converged_rate_ci_low"] and r0["converged_rate_ci_high"] <= 1.0
     assert r0["converged_rate_mean"] == pytest.approx(2 / 3)
     assert r0["events_lost_mean"] == 1.0 and r0["messages_total_mean"] == 20.0
     r1 = s.iloc[1]
@@ -298,11 +344,56 @@ def test_summary_of_another_run_is_not_taken_as_finished(tmp_path):
     _same_table(first.runs, again.runs)
 
 
+def test_more_repetitions_extend_a_sweep_computing_only_the_new_runs(main, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    grid = {"network.loss": [0, 0.1]}
+    two = sweep(BASELINE, grid, 2, workers=0, out_dir=out, **TINY)
+    assert two.computed == 4
+    rc = main(["sweep", str(BASELINE), "--grid", "network.loss=0,0.1", "--repeat", "3", "--workers", "0",
+               "--out", str(out), *(a for s in TINY_SET for a in ("--set", s))])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "6 runs (2 grid points x 3); 2 computed, 4 already done" in captured.out
+    three = load_sweep(out)
+    assert three.repeat == 3 and three.planned == 6 and three.complete
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["repeat"] == 3 and manifest["runs"] == 6
+    # The first two repetitions are the very same runs (same IDs, seeds, figures).
+    first = three.runs[three.runs["repetition"] < 2].reset_index(drop=True)
+    _same_table(two.runs, first)
+    assert set(three.runs[three.runs["repetition"] == 2]["seed"]).isdisjoint(two.runs["seed"])
+    # The same as a sweep of 3 from scratch.
+    fresh = sweep(BASELINE, grid, 3, workers=0, **TINY)
+    _same_table(fresh.runs, three.runs)
+    # Fewer repetitions than there: refused, naming repeat.
+    with pytest.raises(ManifestMismatch, match="fewer repetitions"):
+        sweep(BASELINE, grid, 1, workers=0, out_dir=out, **TINY)
+
+
+def test_sweep_files_get_the_mode_of_a_plain_open(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "sweep"
+        sweep(BASELINE, {"network.loss": [0]}, 1, workers=0, out_dir=out, **TINY)
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"sweep.json", "runs.parquet", "sweep_summary.csv", "summary.json"}
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
+def test_a_refused_scheduler_leaves_nothing_behind(main, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    rc = main(["sweep", str(BASELINE), "--grid", "network.loss=0", "--scheduler", "nonsense://x:1",
+               "--out", str(out), *(a for s in TINY_SET for a in ("--set", s))])
+    err = capsys.readouterr().err
+    assert rc in (1, 2) and "--scheduler" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_resume_into_another_sweep_is_refused(main, tmp_path, capsys):
     out = tmp_path / "sweep"
     sweep(BASELINE, {"network.loss": [0]}, 1, workers=0, out_dir=out, **TINY)
-    with pytest.raises(ManifestMismatch, match="repeat"):
-        sweep(BASELINE, {"network.loss": [0]}, 2, workers=0, out_dir=out, **TINY)
     with pytest.raises(ManifestMismatch, match="grid"):
         sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, workers=0, out_dir=out, **TINY)
     with pytest.raises(ManifestMismatch, match="servers.count = 3 there, 4 now"):

@@ -73,3 +73,49 @@ def test_each_function_returns_a_figure_and_saves(tmp_path):
 def test_empty_run_still_plots(tmp_path):
     paths = save_all(Recorder().tables(), tmp_path)
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_every_perturbation_is_labelled_with_its_detail():
+    r = run()
+    r.perturbation(1100.0, "crash", "b")
+    r.perturbation(1150.0, "crash", "c")  # the same kind again: labelled too, naming the server
+    fig = plot_divergence(r.tables())
+    texts = _texts(fig)
+    assert "crash b" in texts and "crash c" in texts
+    assert "partition start a|c" in texts and "partition heal a|c" in texts
+    from simfed.plots import perturbation_label
+
+    long = perturbation_label("partition_start", "hs0,hs1,hs2,hs3 | hs4,hs5,hs6,hs7,hs8,hs9")
+    assert long.endswith("…") and len(long) < 50
+
+
+def test_backlog_axis_only_when_there_is_a_backlog():
+    t = run().tables()
+    with_backlog = plot_extremities(t)
+    assert len(with_backlog.axes) == 2
+    r = Recorder()
+    for s in ("a", "b"):
+        r.server_info(s, True, None)
+        r.membership(0.0, s, R, True)
+        r.state_sample(0.0, s, R, True, 1, "h0", 1, 0, state=H0)
+        r.state_sample(1000.0, s, R, True, 2, "h0", 1, 0, state=H0)
+    zero = plot_extremities(r.tables())
+    assert len(zero.axes) == 1  # no right-hand 0-0.05 axis for a backlog that stays 0
+    assert "missing-event backlog: 0 throughout" in [x.get_text() for x in zero.legends[0].get_texts()]
+
+
+def test_ecdf_panels_have_y_labels_and_service_figures_need_data():
+    from simfed.plots import has_data, plot_convergence_cdf, plot_services
+
+    t = run().tables()
+    assert plot_convergence_cdf(t).axes[0].get_ylabel()
+    assert all(ax.get_ylabel() for ax in plot_services(t).axes)
+    assert not has_data("plot_edus", t) and not has_data("plot_services", t)  # services off
+    assert has_data("plot_traffic", t)
+    r = run()
+    r.edu(10.0, "a", "b", "m.typing", 1, 120)
+    assert has_data("plot_edus", r.tables())
