@@ -223,3 +223,54 @@ def test_distinct_final_states_never_print_zero_ms():
     assert not re.search(r"(?<![0-9.])0 ms", text)
     assert "NEVER agreed again before the end" in text
     assert dict(headline_lines(h))["state convergence"] == "NO: 2 distinct states at the end"
+
+
+# -- end to end: a real small run ------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run():
+    from simfed.experiment.runner import run_scenario
+    from simfed.experiment.scenario import load_scenario
+
+    sc = load_scenario({
+        "simulation": {"seed": 1, "duration": "3m"},
+        "servers": {"count": 4, "users_per_server": 1},
+        "network": {"latency": {"model": "lognormal", "median": "50ms", "sigma": 0.5},
+                    "partitions": [{"start": "40s", "end": "1m20s", "groups": [["hs0", "hs1"], ["hs2", "hs3"]]}]},
+        "workload": {"messages_per_user_per_minute": 2, "state_changes_per_minute": 2, "stop": "1m40s"},
+    })
+    return run_scenario(sc, out_dir=None, progress=False, plots=False)
+
+
+def test_real_run_counts_joined_state_from_dag_entry(small_run):
+    from simfed.metrics import held_at
+
+    d = small_run.deliveries
+    assert set(d["stage"].astype(object)) == {"outlier", "timeline"}  # joins store state as outliers
+    outl = d[d["stage"] == "outlier"]
+    held = held_at(small_run.tables, small_run.end_t).set_index(["event_id", "server"])
+    timeline = d[d["stage"] == "timeline"].groupby(["event_id", "server"], observed=True)["t"].min()
+    for key in zip(outl["event_id"].astype(object), outl["server"].astype(object)):
+        if key in timeline.index:
+            assert held.loc[key, "t"] == timeline[key]
+        else:
+            assert key not in held.index
+
+
+def test_real_run_summary_is_consistent_and_honest(small_run):
+    s = small_run.summary
+    json.dumps(s, allow_nan=False)
+    ec = s["event_convergence_ms"]
+    assert ec["events_lost"] == s["events_lost"]
+    assert ("max" in ec["censored"]) == (s["events_lost"] > 0)
+    assert [f["kind"] for f in s["faults"]] == ["partition_start", "partition_heal"]
+    assert s["last_fault"]["kind"] == "partition_heal"
+    assert s["state_convergence_after_last_fault_ms"] == s["faults"][-1]["agreement_ms"]
+    assert (s["state_convergence_after_last_fault_ms"] is None) == (not s["state_converged"])
+    if s["converged"]:
+        assert s["events_lost"] == 0 and s["state_converged"] and s["auth_disagreements"] == 0
+    report = small_run.report()
+    state_lines = [ln for ln in report.splitlines() if "state convergence" in ln or "last fault" in ln]
+    if not s["state_converged"]:
+        assert not any(re.search(r"(?<![0-9.])0 ms", ln) for ln in state_lines)
+        assert "NEVER agreed again" in report
