@@ -93,7 +93,8 @@ class BernoulliLoss(_Model):
 
 
 class GilbertElliottLoss(_Model):
-    """Two-state (good/bad) Markov loss, for bursts; one chain per link."""
+    """Two-state (good/bad) Markov loss, for bursts; one chain per link,
+    stepped per packet (``loss``) or per message (``request_loss``)."""
 
     model: Literal["gilbert-elliott"] = "gilbert-elliott"
     p_good_to_bad: Probability

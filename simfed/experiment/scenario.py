@@ -285,6 +285,7 @@ def _union_tags(loc: Sequence[Any]) -> list[str]:
     union = {
         "latency": config.LatencyConfig,
         "loss": config.LossConfig,
+        "request_loss": config.LossConfig,
         "clock_skew": config.ClockSkewConfig,
         "faults": config.FaultConfig,
         "changes": config.ChangeConfig,
@@ -519,11 +520,12 @@ def json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(by_alias=True, mode="validation")
     defs = schema.get("$defs", {})
     network = defs.get("NetworkConfig", {}).get("properties", {})
-    if "loss" in network:
-        network["loss"] = {
-            "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, _without_meta(network["loss"])],
-            **_meta(network["loss"]),
-        }
+    for key in ("loss", "request_loss"):
+        if key in network:
+            network[key] = {
+                "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, _without_meta(network[key])],
+                **_meta(network[key]),
+            }
     if "latency" in network:
         network["latency"] = {
             "anyOf": [

@@ -1,7 +1,10 @@
-"""Message loss models.
+"""Loss models.
 
-Interface: ``drops(src, dst, rng) -> bool``, asked once per message at send
-time. ``NoLoss`` and ``BernoulliLoss`` are stateless frozen dataclasses.
+Interface: ``drops(src, dst, rng) -> bool``. The network asks it once per
+packet (TCP segment, SYN) for the packet loss of ``network.loss``, which the
+TCP model in ``tcp.py`` turns into retransmission delays, and once per
+message for the whole-message loss of ``network.request_loss``.
+``NoLoss`` and ``BernoulliLoss`` are stateless frozen dataclasses.
 ``GilbertElliottLoss`` keeps a two-state Markov chain per directed link, so
 an instance belongs to one simulation run: build a new one per run (or call
 ``fresh()``), never share it between runs.
@@ -55,12 +58,13 @@ class GilbertElliottLoss:
     Each link starts Good. For every message on the link the chain first takes
     one step (Good -> Bad with ``p_good_to_bad``, Bad -> Good with
     ``p_bad_to_good``), then the message is lost with ``loss_good`` or
-    ``loss_bad`` according to the new state. The chain advances per message,
-    not per unit of time, so a burst is a run of consecutive messages.
+    ``loss_bad`` according to the new state. The chain advances per packet
+    or message asked about, not per unit of time, so a burst is a run of
+    consecutive packets (messages, for ``request_loss``) on the link.
 
     Long-run loss rate: ``pi_bad * loss_bad + (1 - pi_bad) * loss_good`` with
     ``pi_bad = p_good_to_bad / (p_good_to_bad + p_bad_to_good)``; the mean
-    sojourn in Bad is ``1 / p_bad_to_good`` messages.
+    sojourn in Bad is ``1 / p_bad_to_good`` packets (messages).
     """
 
     __slots__ = ("p_good_to_bad", "p_bad_to_good", "loss_good", "loss_bad", "_bad")

@@ -220,3 +220,43 @@ def test_transport_connection_error_and_timeout_closes_connection():
     env.process(slow())
     env.run()
     assert out == [RequestFailed("timeout"), False]
+
+
+# -- scenario keys -------------------------------------------------------------------------
+
+
+def test_scenario_keys_validate_and_reach_the_model():
+    from simfed.experiment.scenario import ScenarioError, load_scenario
+    from simfed.sim.world import World
+
+    sc = load_scenario({"network": {"loss": 0.03, "request_loss": {"model": "gilbert-elliott", "p_good_to_bad": 0.1,
+                                                                    "p_bad_to_good": 0.5},
+                                    "tcp": {"rto": "rfc6298", "rto_min": "1s", "tls_rtts": 2, "keepalive": False}}})
+    assert sc.network.request_loss.model == "gilbert-elliott"
+    tcp = World(sc).network._tcp
+    assert tcp.params.rto == "rfc6298" and tcp.params.rto_min_ms == 1000.0 and tcp.params.tls_rtts == 2
+    assert isinstance(tcp.loss, BernoulliLoss) and tcp.loss.p == 0.03 and not tcp.params.keepalive
+    assert World(load_scenario({"network": {"tcp": {"enabled": False}}})).network._tcp is None
+    for bad, where in (({"tcp": {"enabled": False}, "loss": 0.1}, "network.tcp.enabled"),
+                       ({"request_loss": 2}, "network.request_loss"),
+                       ({"tcp": {"rto_min": "1s", "rto_max": "500ms"}}, "network.tcp.rto_max"),
+                       ({"tcp": {"syn_retries": -1}}, "network.tcp.syn_retries")):
+        with pytest.raises(ScenarioError, match=where.replace(".", r"\.")):
+            load_scenario({"network": bad})
+
+
+def test_runs_with_packet_loss_record_retransmissions_and_request_loss_drops():
+    from simfed.experiment.scenario import load_scenario
+    from simfed.sim.world import simulate
+
+    def traffic(**network):
+        sc = load_scenario({"simulation": {"seed": 3, "duration": "2m"}, "servers": {"count": 3},
+                            "workload": {"stop": "1m"}, "network": network})
+        return simulate(sc).recorder.tables()["traffic"]
+
+    tcp = traffic(loss=0.1)
+    assert tcp["retransmissions"].sum() > 0 and not (tcp["reason"] == "loss").any()
+    late = tcp[tcp["delivered"] & (tcp["retransmissions"] > 0)]
+    assert ((late["t_done"] - late["t_sent"]) >= 200.0).all()  # at least one RTO (RTT + 200 ms)
+    whole = traffic(loss=0, request_loss=0.1, tcp={"enabled": False})
+    assert (whole["reason"] == "loss").sum() > 0 and whole["retransmissions"].sum() == 0
