@@ -26,7 +26,10 @@ Usage::
     python benchmarks/plchains.py --sizes 500 --no-synapse
 
 Always exits 0: it prints figures, ratios to the smallest size (growth) and
-simfed / Synapse in the same run.
+simfed / Synapse in the same run. The auth checks state resolution makes
+while processing the room (counted by wrapping ``check_auth`` in
+``simfed.protocol.stateres.v2``) measure the work independently of the
+machine's load.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
+import simfed.protocol.stateres.v2 as v2  # noqa: E402
 from simfed.protocol import Event, derive_server_key, process_room, resolve_state  # noqa: E402
 from stateres import synapse_time  # noqa: E402
 
@@ -95,6 +99,24 @@ def pl_chains(n_events: int, merge_every: int = 10, seed: int = 0) -> list[Event
     return out
 
 
+def _counting_checks(fn):
+    """(number of auth checks state resolution made, fn()): a load-independent measure of work."""
+    original = v2.check_auth
+    n = 0
+
+    def counted(*args, **kwargs):
+        nonlocal n
+        n += 1
+        return original(*args, **kwargs)
+
+    v2.check_auth = counted
+    try:
+        out = fn()
+    finally:
+        v2.check_auth = original
+    return n, out
+
+
 def _median(fn, repeats: int):
     times, out = [], None
     for _ in range(repeats):
@@ -113,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
     print(f"two power-level chains, a merge every {a.merge_every} events per chain; median of {a.repeats}")
-    print(f"{'events':>7} {'process synapse':>15} {'process spec':>13} {'simfed v2':>10} {'Synapse v2':>11} "
-          f"{'Synapse/simfed':>15} same")
+    print(f"{'events':>7} {'process synapse':>15} {'(auth checks)':>13} {'process spec':>13} {'simfed v2':>10} "
+          f"{'Synapse v2':>11} {'Synapse/simfed':>15} same")
     base = None
     for n in sizes:
         events = pl_chains(n, a.merge_every)
         by_id = {e.event_id: e for e in events}
-        proc_s, res = _median(lambda: process_room(events, "11", compat="synapse"), 1)
+        proc_s, (checks, res) = _median(lambda: _counting_checks(lambda: process_room(events, "11", compat="synapse")), 1)
         spec_s, _ = _median(lambda: process_room(events, "11", compat="spec"), 1)
         tips = res.forward_extremities
         sets = [res.state_after(t) for t in tips]
@@ -133,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         same = "-" if not isinstance(y_res, dict) else ("yes" if y_res == s_res else "NO")
         ratio = f"{y_med / s_med:15.1f}" if isinstance(y_med, float) else f"{'-':>15}"
         y_txt = f"{y_med:10.3f}s" if isinstance(y_med, float) else f"{'-':>11}"
-        print(f"{len(events):7d} {proc_s:14.2f}s {spec_s:12.2f}s {s_med:9.3f}s {y_txt} {ratio} {same}", flush=True)
+        print(f"{len(events):7d} {proc_s:14.2f}s {checks:13d} {spec_s:12.2f}s {s_med:9.3f}s {y_txt} {ratio} {same}",
+              flush=True)
         if base is None:
-            base = (len(events), proc_s, spec_s, s_med)
+            base = (len(events), proc_s, checks, spec_s, s_med)
         else:
             k = len(events) / base[0]
             print(f"{'':7} growth vs {base[0]} events (x{k:.1f} events, x{k * k:.1f} if quadratic): process synapse "
-                  f"x{proc_s / base[1]:.1f}, spec x{spec_s / base[2]:.1f}, one v2 resolution x{s_med / base[3]:.1f}")
+                  f"x{proc_s / base[1]:.1f} (auth checks x{checks / base[2]:.1f}), spec x{spec_s / base[3]:.1f}, "
+                  f"one v2 resolution x{s_med / base[4]:.1f}")
     return 0
 
 

@@ -22,7 +22,8 @@ required only for joins (item 7).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .events import Event
 from .roomversions import RoomVersion, get_room_version

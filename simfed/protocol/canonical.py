@@ -108,20 +108,22 @@ def check_canonical(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     deeper than ``max_depth``. Iterative, so deep values cannot exhaust the
     recursion limit; paths are only built to describe a failure.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    pop = stack.pop
-    push = stack.append
-    while stack:
-        v, depth = pop()
-        t = type(v)
-        if t is str:
-            if not v.isascii() and _bad_text(v):
-                raise CanonicalJSONError(_find_problem(value))
-            continue
-        if t is dict or t is list or t is tuple:
-            if depth > max_depth:
-                raise JSONTooDeepError(f"objects and arrays nested deeper than {max_depth} levels")
-            if t is dict:
+    # Level by level: ``depth`` is the nesting of the containers in ``level``.
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        below: list[Any] = []
+        push = below.append
+        extend = below.extend
+        for v in level:
+            t = type(v)
+            if t is str:
+                if not v.isascii() and _bad_text(v):
+                    raise CanonicalJSONError(_find_problem(value))
+            elif t is dict:
+                if depth > max_depth:
+                    raise JSONTooDeepError(f"objects and arrays nested deeper than {max_depth} levels")
                 for k, child in v.items():
                     if type(k) is not str or (not k.isascii() and _bad_text(k)):
                         raise CanonicalJSONError(_find_problem(value))
@@ -129,19 +131,21 @@ def check_canonical(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                         if not child.isascii() and _bad_text(child):
                             raise CanonicalJSONError(_find_problem(value))
                     else:
-                        push((child, depth + 1))
+                        push(child)
+            elif t is int:
+                if v > MAX_SAFE_INT or v < MIN_SAFE_INT:
+                    raise CanonicalJSONError(_find_problem(value))
+            elif t is list or t is tuple:
+                if depth > max_depth:
+                    raise JSONTooDeepError(f"objects and arrays nested deeper than {max_depth} levels")
+                extend(v)
+            elif t is bool or v is None:
+                continue
+            elif t is not float and isinstance(v, int) and MIN_SAFE_INT <= v <= MAX_SAFE_INT:
+                continue
             else:
-                for child in v:
-                    push((child, depth + 1))
-        elif t is int:
-            if v > MAX_SAFE_INT or v < MIN_SAFE_INT:
                 raise CanonicalJSONError(_find_problem(value))
-        elif t is bool or v is None:
-            continue
-        elif t is not float and isinstance(v, int) and MIN_SAFE_INT <= v <= MAX_SAFE_INT:
-            continue
-        else:
-            raise CanonicalJSONError(_find_problem(value))
+        level = below
 
 
 def json_copy(value: Any) -> Any:

@@ -18,7 +18,7 @@ import weakref
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .canonical import canonical_json, check_canonical, encode_base64, json_copy
+from .canonical import canonical_json, check_canonical, decode_base64, encode_base64, json_copy
 from .crypto import SigningKey
 from .hashing import _content_hash_bytes, _event_id_from_signed_form, _sign_event, _signed_form_bytes
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
@@ -125,7 +125,8 @@ class Event:
         if "event_id" in fields:
             fields = {k: v for k, v in fields.items() if k != "event_id"}
         pdu, eid = _sign_event(fields, server_name, key, rv)
-        return cls._intern(pdu, rv.identifier, eid, _content_hash_bytes(pdu, check=False))
+        # The hash just computed is the digest of this very content.
+        return cls._intern(pdu, rv.identifier, eid, decode_base64(pdu["hashes"]["sha256"]))
 
     @classmethod
     def interned(cls, event_id: str) -> "Event | None":

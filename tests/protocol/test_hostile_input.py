@@ -234,3 +234,14 @@ def test_redacted_form_of_an_intact_event_is_its_own_object(pdu):
     red = Event.from_pdu(redact(pdu))
     assert red.event_id == honest.event_id and red is not honest
     assert not red.content_hash_ok
+
+
+@pytest.mark.oracle
+def test_create_with_non_string_room_version_is_rejected_by_synapse_too(oracle):
+    b = RoomBuilder()
+    creates = [b.add(f"C{i}", "m.room.create", "@a:a", {"room_version": v}, state_key="")
+               for i, v in enumerate([[], {}, 11, None])]
+    theirs = oracle.authcheck([[c.pdu_with_id()] for c in creates], "11")
+    for c, [t] in zip(creates, theirs):
+        assert t["accepted"] is False, t
+        assert not check_auth(c, {}).allowed

@@ -79,8 +79,9 @@ def get_resolver(name: str) -> Resolver:
 
 
 def _load_builtins() -> None:
-    if "v2" not in _REGISTRY:
-        from . import naive, v1, v2  # noqa: F401  (registration side effect)
+    # Every built-in, even when one was imported directly first (importing
+    # ``stateres.v2`` alone registers only v2); cached after the first call.
+    from . import naive, v1, v2  # noqa: F401  (registration side effect)
 
 
 def resolve_state(
