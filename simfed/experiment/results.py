@@ -73,7 +73,7 @@ def plot_files(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
 
 #: Keys of ``summary.json`` that depend on the wall clock or the machine, not
 #: on the scenario: leave them out when comparing two runs.
-WALL_CLOCK_KEYS = ("wall_time_s", "sim_wall_time_s", "versions", "out_dir", "out_files")
+WALL_CLOCK_KEYS = ("wall_time_s", "sim_wall_time_s", "peak_rss_mb", "versions", "out_dir", "out_files")
 
 
 def format_ms(ms: Any) -> str:
@@ -94,6 +94,19 @@ def _format_bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def _throughput(result: "RunResult") -> str:
+    """``", 1,234 deliveries/s, peak memory 210 MiB"`` for the run line."""
+    s = result.summary
+    parts = []
+    wall = s.get("sim_wall_time_s")
+    deliveries = result.tables.get("deliveries")
+    if wall and deliveries is not None:
+        parts.append(f"{len(deliveries) / wall:,.0f} deliveries/s")
+    if s.get("peak_rss_mb") is not None:
+        parts.append(f"peak memory {s['peak_rss_mb']:,.0f} MiB")
+    return "".join(f", {p}" for p in parts)
 
 
 class RunResult:
@@ -399,7 +412,7 @@ class RunResult:
         rows = [
             ("scenario", f"{self.scenario.describe()}, seed {s.get('seed')}"),
             ("run", f"{status}; {format_ms(s.get('sim_end_ms'))} simulated in "
-                    f"{s.get('wall_time_s', 0):.1f} s wall"),
+                    f"{s.get('wall_time_s', 0):.1f} s wall{_throughput(self)}"),
         ]
         return rows + headline_lines(s) + _service_lines(s)
 

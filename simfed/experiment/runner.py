@@ -43,11 +43,14 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from simfed.config import Scenario
 from simfed.experiment.results import RunResult
 from simfed.experiment.scenario import scenario_to_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simfed.metrics import Recorder
 
 __all__ = ["run_scenario", "run_id_for", "package_versions", "Simulator"]
 
@@ -119,11 +122,26 @@ class _Interrupt:
             signal.signal(signal.SIGINT, previous)
 
 
-class _Progress:
-    """A tqdm bar in simulated seconds, or nothing."""
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory so far, in MiB (None where the
+    platform does not say). It is the whole process's high-water mark: in a
+    notebook or a sweep worker that ran several scenarios, the largest so far."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
 
-    def __init__(self, duration_ms: float, enabled: bool, label: str) -> None:
+
+class _Progress:
+    """A tqdm bar in simulated seconds, with events and deliveries per
+    wall-clock second as its postfix, or nothing."""
+
+    def __init__(self, duration_ms: float, enabled: bool, label: str, recorder: Recorder | None = None) -> None:
         self.bar = None
+        self._recorder = recorder
+        self._t0 = time.perf_counter()
         if enabled:
             from tqdm.auto import tqdm
 
@@ -143,6 +161,15 @@ class _Progress:
             n = min(round(t_ms / 1000.0, 3), self.bar.total)
             if n > self.bar.n:
                 self.bar.update(n - self.bar.n)
+                if self._recorder is not None:
+                    self.bar.set_postfix_str(self._rates(), refresh=False)
+
+    def _rates(self) -> str:
+        rec = self._recorder
+        wall = max(time.perf_counter() - self._t0, 1e-9)
+        events, deliveries = rec.rows("events"), rec.rows("deliveries")
+        return (f"{events:,} events ({events / wall:,.0f}/s), "
+                f"{deliveries:,} deliveries ({deliveries / wall:,.0f}/s)")
 
     def note(self, text: str) -> None:
         if self.bar is not None:
@@ -219,7 +246,7 @@ def run_scenario(
     rid = run_id or run_id_for(scenario)
     recorder = Recorder(run_id=rid)
     interrupt = _Interrupt()
-    bar = _Progress(scenario.simulation.duration_ms, _progress_wanted(progress), label)
+    bar = _Progress(scenario.simulation.duration_ms, _progress_wanted(progress), label, recorder)
 
     def stop() -> bool:
         return interrupt() or bool(should_stop is not None and should_stop())
@@ -278,6 +305,7 @@ def run_scenario(
         interrupted=interrupt.requested,
     )
     summary["sim_wall_time_s"] = sim_wall
+    summary["peak_rss_mb"] = peak_rss_mb()
     # Simulating and measuring; writing the files is not included.
     summary["wall_time_s"] = time.perf_counter() - t_start
     summary["out_dir"] = None

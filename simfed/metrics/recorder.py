@@ -424,11 +424,12 @@ class Recorder:
             out[name] = build_frame(name, cols)
         return out
 
+    def rows(self, table: str) -> int:
+        """How many rows ``table`` has so far (cheap: no frame is built)."""
+        return len(next(iter(self._cols[table].values())))
+
     def __repr__(self) -> str:
-        sizes = ", ".join(
-            f"{name}={len(next(iter(cols.values())))}"
-            for name, cols in self._cols.items()
-        )
+        sizes = ", ".join(f"{name}={self.rows(name)}" for name in self._cols)
         return f"Recorder(run_id={self.run_id!r}, {sizes})"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ import pytest
 
 import simfed.api as api
 from simfed.config import Scenario
-from simfed.experiment.results import PLOT_FILES, TABLE_FILES, RunResult
+from simfed.experiment.results import PLOT_FILES, TABLE_FILES, WALL_CLOCK_KEYS, RunResult
 
 #: The plots of a run without [services] (edus.png and services.png are skipped).
 CORE_PLOTS = [f for m, f in PLOT_FILES.items() if m not in ("plot_edus", "plot_services")]
@@ -196,7 +197,7 @@ def test_same_scenario_and_seed_identical_tables(tiny):
     a = run_scenario(tiny, out_dir=None, simulator=fake_simulate, progress=False)
     b = run_scenario(tiny, out_dir=None, simulator=fake_simulate, progress=False)
     frames_equal(a, b)
-    strip = lambda s: {k: v for k, v in s.items() if k not in ("wall_time_s", "sim_wall_time_s")}  # noqa: E731
+    strip = lambda s: {k: v for k, v in s.items() if k not in WALL_CLOCK_KEYS}  # noqa: E731
     assert strip(a.summary) == strip(b.summary)
     c = run_scenario(tiny.model_copy(update={"simulation": tiny.simulation.model_copy(update={"seed": 4})}),
                      out_dir=None, simulator=fake_simulate, progress=False)
@@ -290,6 +291,14 @@ def test_progress_bar_in_simulated_time(tiny, capsys):
     run_scenario(tiny, out_dir=None, simulator=fake_simulate, progress=True)
     err = capsys.readouterr().err
     assert "sim s" in err and "20/20" in err
+
+
+def test_progress_shows_event_and_delivery_rates_and_the_run_its_peak_memory(tiny, capsys):
+    res = run_scenario(tiny, out_dir=None, simulator=fake_simulate, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"[0-9,]+ events \([0-9,]+/s\), [0-9,]+ deliveries \([0-9,]+/s\)", err)
+    assert res.summary["peak_rss_mb"] > 0
+    assert re.search(r"deliveries/s, peak memory [0-9,]+ MiB", res.report())
 
 
 def test_quiet_when_not_a_tty(tiny, capsys):

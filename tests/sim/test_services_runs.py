@@ -8,6 +8,7 @@ import pytest
 
 from sim.test_services_presence import make_world, room_with, run
 from simfed.config import Scenario
+from simfed.experiment.results import WALL_CLOCK_KEYS
 from simfed.experiment.runner import run_scenario
 from simfed.experiment.scenario import ScenarioError, load_scenario
 from simfed.metrics.services import SERVICE_KEYS, SERVICE_TABLE_COLUMNS
@@ -48,7 +49,7 @@ def test_same_scenario_and_seed_give_identical_service_tables():
     b = run_scenario(small(ALL_ON), out_dir=None, progress=False, plots=False)
     for name in (*SERVICE_TABLE_COLUMNS, "events", "traffic"):
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
-    strip = {"wall_time_s", "sim_wall_time_s", "versions"}
+    strip = {*WALL_CLOCK_KEYS}
     assert {k: v for k, v in a.summary.items() if k not in strip} == \
         {k: v for k, v in b.summary.items() if k not in strip}
     for name in ("edus", "presence", "profiles", "directory", "identity"):
