@@ -111,6 +111,17 @@ def make_rooms(sizes: list[int], seed: int) -> list[dict]:
     return rooms
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares intercept and slope of ys on xs."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
@@ -129,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [100, 300] if a.quick else [int(x) for x in a.sizes.split(",") if x.strip()]
     repeats = 3 if a.quick else a.repeats
 
-    print(f"processing-cost calibration, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
-          f"{platform.processor() or ''} x{os.cpu_count()}, Python {platform.python_version()}")
+    print(f"processing-cost calibration, {time.strftime('%Y-%m-%d')}, {_cpu_name()} x{os.cpu_count()}, "
+          f"Python {platform.python_version()}")
     rooms = make_rooms(sizes, a.seed)
     events = [e for r in rooms for e in r["events"]]
     raw = raw_crypto([canonical_json(e.pdu()) for e in events], repeats)
@@ -175,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
             xs.append(c)
             ys.append(t * 1e3)
             print(f"  {len(r['events']):>6} {len(case):>5} {c:>10} {t * 1e3:>9.2f}")
-    base, slope = fit(xs, ys)
-    base = max(base, 0.0)
+    raw_base, slope = fit(xs, ys)
+    base = max(raw_base, 0.0)  # a cost cannot be negative
     worst = max(abs(y - (base + slope * x)) / y for x, y in zip(xs, ys))
-    print(f"  fit: {base:.3f} ms + {slope:.4f} ms x conflicted events (largest relative error {worst:.0%})")
+    clipped = f" (fitted intercept {raw_base:.3f} ms, clipped to 0)" if raw_base < 0 else ""
+    print(f"  fit: {base:.3f} ms + {slope:.4f} ms x conflicted events{clipped} "
+          f"(largest relative error {worst:.0%})")
 
     consts = {
         "signature_verify_ms": out["verify_s"] * 1e3,
