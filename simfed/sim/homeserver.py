@@ -247,12 +247,11 @@ class Homeserver(FederationServing):
         if self.cpu is None:
             if send:
                 self.fan_out(room, ev, before_servers)
-        else:  # sent once the CPU has done the work of creating it
+        else:  # sent once the CPU has done the work of creating it (a crashed sender marks it for catch-up)
             room.current_state()
-            epoch = self._epoch
             job = self.cpu.charge()
             if send:
-                job.callbacks.append(lambda _e: self.fan_out(room, ev, before_servers) if epoch == self._epoch else None)
+                job.callbacks.append(lambda _e: self.fan_out(room, ev, before_servers))
         services = getattr(self.world, "services", None)
         if services is not None:
             services.on_local_event(self, ev)
@@ -547,7 +546,7 @@ class Homeserver(FederationServing):
         self._outcome(ev, d.outcome, via, d.code or None)
         if d.outcome != "rejected":
             self._after_persist(room, ev)
-            if via == "push" and self.up:
+            if via == "push":
                 self._forward(room, ev, origin)
 
     def _add_if_up(self, room: RoomState, ev: Event, before: dict | None, backfilled: bool,
