@@ -123,7 +123,7 @@ class ProcessingCosts(_Model):
 
     @model_validator(mode="after")
     def _costs_need_a_model(self) -> ProcessingCosts:
-        given = [k for k, f in type(self).model_fields.items() if k != "preset" and getattr(self, k) is not None]
+        given = [f.alias or k for k, f in type(self).model_fields.items() if k != "preset" and getattr(self, k) is not None]
         if self.preset == "none" and given:
             raise ConfigProblems([(("preset",), self.preset, f'costs given ({", ".join(given)}) but preset = "none"')])
         return self

@@ -10,7 +10,7 @@ import pytest
 import simpy
 
 from simfed.config import ProcessingCosts
-from simfed.experiment.scenario import ScenarioError, load_scenario
+from simfed.experiment.scenario import ScenarioError, json_schema, load_scenario
 from simfed.metrics import headline
 from simfed.metrics.convergence import event_convergence
 from simfed.sim.processing import CALIBRATED, WORK, CostTable, Cpu, cost_table
@@ -66,6 +66,8 @@ def test_scenario_keys():
         with pytest.raises(ScenarioError) as e:
             load_scenario({"servers": bad})
         assert where in str(e.value)
+    schema = json_schema()["$defs"]["ServersConfig"]["properties"]["processing"]
+    assert {"enum": ["none", "calibrated"]} in schema["anyOf"] and schema["default"] == "calibrated"
 
 
 # -- the CPU is a queue ------------------------------------------------------------------
