@@ -25,6 +25,8 @@ EXPECTED = [
     "04-sweep-loss-and-latency",
     "05-topologies",
     "06-presence-and-services",
+    "07-processing-costs",
+    "08-forward-extremities",
 ]
 CELL_TIMEOUT_S = 120
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -103,6 +103,44 @@ def _skew_shorthand(value: Any) -> Any:
     return value
 
 
+class ProcessingCosts(_Model):
+    """``servers.processing``: ``"none"``, ``"calibrated"`` (both shorthands for
+    ``preset``) or a table of per-operation CPU costs overriding the calibrated
+    ones (``simfed.sim.processing.CALIBRATED``); unset keys keep them."""
+
+    preset: Literal["none", "calibrated"] = "calibrated"
+    """``"none"``: processing takes no simulated time; ``"calibrated"``: the measured costs."""
+
+    signature_verify_ms: Duration | None = Field(None, alias="signature_verify")
+    """Signature check of one received PDU."""
+    content_hash_ms: Duration | None = Field(None, alias="content_hash")
+    """Content hash check of one received PDU."""
+    sign_ms: Duration | None = Field(None, alias="sign")
+    """Hashing and signing one new event."""
+    auth_check_ms: Duration | None = Field(None, alias="auth_check")
+    """Auth rules on one event, once."""
+    resolution_ms: Duration | None = Field(None, alias="resolution")
+    """Fixed cost of one state resolution."""
+    resolution_per_conflicted_ms: Duration | None = Field(None, alias="resolution_per_conflicted")
+    """Cost of one state resolution per conflicted state event."""
+    db_write_ms: Duration | None = Field(None, alias="db_write")
+    """Persisting one event."""
+    request_ms: Duration | None = Field(None, alias="request")
+    """Answering one federation request (its X-Matrix signature check)."""
+
+
+    @model_validator(mode="after")
+    def _costs_need_a_model(self) -> ProcessingCosts:
+        given = [f.alias or k for k, f in type(self).model_fields.items() if k != "preset" and getattr(self, k) is not None]
+        if self.preset == "none" and given:
+            raise ConfigProblems([(("preset",), self.preset, f'costs given ({", ".join(given)}) but preset = "none"')])
+        return self
+
+
+def _processing_shorthand(value: Any) -> Any:
+    return {"preset": value} if isinstance(value, str) else value
+
+
 class ServersConfig(_Model):
     """``[servers]``: the homeservers in the room."""
 
@@ -119,6 +157,12 @@ class ServersConfig(_Model):
     """Per-server clock offset (origin_server_ts comes from the skewed clock)."""
     malicious: tuple[str, ...] = ()
     """Servers that forge events."""
+    cpu_cores: int = Field(1, ge=1)
+    """CPU cores of each server: operations queue for them (Synapse's main process: 1)."""
+    processing: Annotated[ProcessingCosts, BeforeValidator(_processing_shorthand)] = ProcessingCosts()
+    """CPU time of signature checks, auth, state resolution and persistence:
+    ``"none"`` (it takes no simulated time), ``"calibrated"`` (costs measured
+    with Synapse, see README "Processing costs") or a table overriding some costs."""
 
     @field_validator("names")
     @classmethod

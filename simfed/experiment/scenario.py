@@ -544,6 +544,11 @@ def json_schema() -> dict[str, Any]:
             "anyOf": [{"const": "none"}, _without_meta(servers["clock_skew"])],
             **_meta(servers["clock_skew"]),
         }
+    if "processing" in servers:
+        servers["processing"] = {
+            "anyOf": [{"enum": ["none", "calibrated"]}, _without_meta(servers["processing"])],
+            **_meta(servers["processing"]), "default": "calibrated",
+        }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

@@ -18,6 +18,10 @@ from ``created_at`` even if it reported no outcome. Outcomes after ``end_t``
 are ignored. Tables without a ``stage`` column (results written before it
 existed) count every row as ``timeline``.
 
+Dummy events (``org.matrix.dummy_event``, which merge a server's forward
+extremities) are not expected anywhere: like Synapse, their creator does not
+push them and clients never see them; they travel only as prev_events.
+
 *Should hold.* An honest server S should hold E (created in room R at time
 ``created_at``) when S was in R at ``created_at`` and stayed until the end
 of the run: the start of S's final uninterrupted joined period in R (from
@@ -67,6 +71,9 @@ import numpy as np
 import pandas as pd
 
 from simfed.metrics.recorder import HELD_OUTCOMES, STAGES
+
+#: The type of the events a server creates to merge forward extremities.
+DUMMY_TYPE = "org.matrix.dummy_event"
 
 __all__ = [
     "honest_servers",
@@ -182,7 +189,7 @@ def _final_join_since(tables: Tables, honest: set[str], end_t: float) -> pd.Data
 
 def _events(tables: Tables, honest: set[str], end_t: float) -> pd.DataFrame:
     ev = tables["events"]
-    ev = ev[ev["created_at"] <= end_t]
+    ev = ev[(ev["created_at"] <= end_t) & (_strs(ev["type"]) != DUMMY_TYPE)]
     return pd.DataFrame(
         {
             "event_id": _strs(ev["event_id"]).to_numpy(),

@@ -26,7 +26,7 @@ from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
 from .stateres import get_resolver, resolve_state
 from .toposort import CycleError, toposort
 
-__all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "process_room"]
+__all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "conflicted_size", "process_room"]
 
 StateMapT = Mapping[StateKey, str]
 
@@ -159,6 +159,8 @@ class RoomState:
         #: (never across a gap): only such states are shared with others.
         self._canonical: set[str] = set()
         self.resolutions = 0
+        #: conflicted state events over all resolutions counted in ``resolutions``
+        self.conflicted_events = 0
         self.auth_checks = 0
 
     # -- lookups --------------------------------------------------------------
@@ -179,7 +181,7 @@ class RoomState:
         return self._before.get(event_id)
 
     def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
-        self.resolutions += 1
+        self._count_resolution(state_sets)
         return resolve_state(
             self.algorithm, state_sets, self.events, self.room_version,
             compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
@@ -222,13 +224,13 @@ class RoomState:
             hit = shared.before.get(key)
             if hit is not None:
                 shared.hits += 1
-                self.resolutions += 1
+                self._count_resolution(distinct)
                 return hit
             skey = frozenset(id(m) for m in distinct)
             entry = shared.by_states.get(skey)
             if entry is not None:
                 shared.hits += 1
-                self.resolutions += 1
+                self._count_resolution(distinct)
                 hit = entry[1]
                 self._remember(shared.before, key, hit)
                 return hit
@@ -237,6 +239,11 @@ class RoomState:
             self._remember(shared.before, key, hit)
             self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), hit))
         return hit
+
+    def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
+        """Count one resolution and its conflicted events (work a server does)."""
+        self.resolutions += 1
+        self.conflicted_events += conflicted_size(state_sets)
 
     @staticmethod
     def _remember(memo: "OrderedDict", key: object, value: object) -> None:
@@ -448,6 +455,24 @@ class RoomState:
     def set_forward_extremities(self, event_ids: Iterable[str]) -> None:
         self.forward_extremities = set(event_ids)
         self._current = None
+
+
+def conflicted_size(state_sets: Sequence[StateMapT]) -> int:
+    """Number of distinct events in the conflicted state of ``state_sets``:
+    those of every key that not all sets map to the same event."""
+    if len(state_sets) < 2:
+        return 0
+    first = state_sets[0]
+    rest = [s for s in state_sets[1:] if s is not first]
+    keys = set(first)
+    for s in rest:
+        keys.update(s)
+    ids: set[str] = set()
+    for k in keys:
+        v = first.get(k)
+        if any(s.get(k) != v for s in rest):
+            ids.update(s[k] for s in state_sets if k in s)
+    return len(ids)
 
 
 # -- offline processing ---------------------------------------------------------

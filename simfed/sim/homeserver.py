@@ -50,7 +50,9 @@ from ..protocol import (
     check_auth_events_sanity,
 )
 from ..protocol.checks import CheckResult
+from ..protocol.room import Decision
 from .federation import FederationSender
+from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
 from .transport import MatrixError, RequestFailed, Response
 
@@ -123,6 +125,8 @@ class Homeserver(FederationServing):
         self.up = True
         self.rooms: dict[str, RoomState] = {}
         self.counters: Counter[str] = Counter()
+        #: the server's CPU (``simfed.sim.processing``); None: processing takes no time
+        self.cpu: Cpu | None = None
         self._epoch = 0
         self._inbox: dict[str, deque[tuple[Event, str, str]]] = {}
         self._busy: set[str] = set()
@@ -201,13 +205,15 @@ class Homeserver(FederationServing):
 
     def create_event(
         self, room_id: str, sender: str, etype: str, content: dict, state_key: str | None = None,
-        *, prev_events: list[str] | None = None,
+        *, prev_events: list[str] | None = None, send: bool = True,
     ) -> Event | None:
         """Build, sign, authorise, persist and send a new event.
 
         Returns ``None`` (and counts ``refused``) when the auth rules refuse
         it against the state it would be built on, as a server refuses a
-        client request: nothing is sent.
+        client request: nothing is sent. ``send=False`` keeps it local (it
+        travels as a prev_event of later events), as Synapse's
+        ``proactively_send = False``.
         """
         room = self.rooms.get(room_id)
         if room is None or not self.up:
@@ -242,7 +248,14 @@ class Homeserver(FederationServing):
                      state_key is not None, depth, len(prevs), sender)
         self._outcome(ev, "accepted", "created")
         self._after_persist(room, ev)
-        self.fan_out(room, ev, before_servers)
+        if self.cpu is None:
+            if send:
+                self.fan_out(room, ev, before_servers)
+        else:  # sent once the CPU has done the work of creating it (a crashed sender marks it for catch-up)
+            room.current_state()
+            job = self.cpu.charge()
+            if send:
+                job.callbacks.append(lambda _e: self.fan_out(room, ev, before_servers))
         services = getattr(self.world, "services", None)
         if services is not None:
             services.on_local_event(self, ev)
@@ -306,6 +319,15 @@ class Homeserver(FederationServing):
                 raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
             return served(self, origin, body)
         check_request(kind, body)
+        if self.cpu is not None:
+            self.counters["requests_served"] += 1
+            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+        return handler(origin, body)
+
+    def _serve_if_up(self, handler: Any, origin: str, body: Any, epoch: int) -> Response:
+        """A request answered on the CPU, unless the server crashed while it waited."""
+        if epoch != self._epoch or not self.up:
+            raise MatrixError("M_UNKNOWN", f"{self.name} is restarting", 503)
         return handler(origin, body)
 
     def check_pdu(self, ev: Event) -> CheckResult:
@@ -519,13 +541,29 @@ class Homeserver(FederationServing):
             return
         if before is None and room.graph.missing_parents(ev):
             return
-        d = room.add(ev, before=before, backfilled=backfilled)
+        if self.cpu is None:
+            d = room.add(ev, before=before, backfilled=backfilled)
+        else:
+            d = yield from self.cpu.run(self._add_if_up, room, ev, before, backfilled, self._epoch)
+            if d is None:
+                return
         self._retries.pop(ev.event_id, None)
         self._outcome(ev, d.outcome, via, d.code or None)
         if d.outcome != "rejected":
             self._after_persist(room, ev)
             if via == "push":
                 self._forward(room, ev, origin)
+
+    def _add_if_up(self, room: RoomState, ev: Event, before: dict | None, backfilled: bool,
+                   epoch: int) -> Decision | None:
+        """Persisting as a unit of CPU work: skipped if the server crashed (or
+        another path stored the event) while it waited; the current state is
+        recomputed, as Synapse does when it persists an event."""
+        if epoch != self._epoch or ev.event_id in room.status:
+            return None
+        d = room.add(ev, before=before, backfilled=backfilled)
+        room.current_state()
+        return d
 
     # -- joining a room through a resident server -------------------------------------------
 
@@ -633,7 +671,10 @@ class Homeserver(FederationServing):
         return out
 
     def dummy_event_loop(self, epoch: int) -> Proc:
-        """Every interval, send a dummy event where forward extremities pile up."""
+        """Every interval, create a dummy event where forward extremities pile
+        up; like Synapse's, it is not pushed (``proactively_send = False``):
+        it merges this server's extremities and reaches others as a
+        prev_event of its later events."""
         while self.up and epoch == self._epoch:
             yield self.env.timeout(self.config.dummy_interval_ms)
             if not self.up or epoch != self._epoch:
@@ -643,7 +684,7 @@ class Homeserver(FederationServing):
                     user = next((u for u in self.users if self.is_joined(rid, u)), None)
                     if user is not None:
                         self.counters["dummy_events"] += 1
-                        self.create_event(rid, user, "org.matrix.dummy_event", {})
+                        self.create_event(rid, user, "org.matrix.dummy_event", {}, send=False)
 
     def backlog(self, room_id: str) -> int:
         """Events this server knows it is missing in the room."""

@@ -33,6 +33,7 @@ from .latency import (
 from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
 from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
+from .processing import Cpu, cost_table, work_done
 from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
 from .services.common import HostedLatency, hosts_for
@@ -203,6 +204,7 @@ class World:
             dummy_events=f.dummy_events.enabled, dummy_threshold=f.dummy_events.extremities_threshold,
         )
         skew_rng = self.rng("clock_skew")
+        costs = cost_table(sc.servers.processing)
         self.servers: dict[str, Homeserver] = {}
         for n in names:
             users = [f"@u{i}:{n}" for i in range(sc.servers.users_per_server)]
@@ -216,6 +218,8 @@ class World:
             hs = Homeserver(self, n, key=keys[n], rng=self.rng(f"server/{n}"), users=users, config=hs_cfg,
                             sender=sender, honest=n not in malicious, clock_skew_ms=self._skew(skew_rng))
             self.servers[n] = hs
+            if costs is not None:
+                hs.cpu = Cpu(self.env, sc.servers.cpu_cores, costs, lambda hs=hs: work_done(hs))
             if recorder is not None:
                 recorder.server_info(n, n not in malicious, self.regions.get(n))
         self.workload = Workload(self, self.rng("workload"))
