@@ -112,11 +112,8 @@ def default_out_dir(file: str | Path) -> Path:
 
 
 def _report_invalid(file: str, exc) -> int:
-    for problem in exc.problems:
-        prefix = f"{file}: " if problem.path and not problem.path.startswith("--") else ""
-        print(f"{prefix}{problem}", file=sys.stderr)
-    if len(exc.problems) > 1:
-        print(f"{file}: {len(exc.problems)} problems", file=sys.stderr)
+    for line in exc.lines(file):
+        print(line, file=sys.stderr)
     return EXIT_INVALID
 
 

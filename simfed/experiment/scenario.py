@@ -73,7 +73,7 @@ class Problem:
         """The problem as one line for a user: against the ``--set`` option it came from, or the file."""
         if self.option:
             return f"{self.option}: {self}"
-        if not self.path or self.path == "--set":  # names the file or the option already
+        if not self.path or self.path.startswith("--"):  # names the file or the option already
             return str(self)
         return f"{os.fspath(file)}: {self}"
 
