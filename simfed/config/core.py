@@ -39,6 +39,9 @@ class SimulationConfig(_Model):
     """Room version of the simulated room."""
     state_resolution: str = "v2"
     """State resolution algorithm every server uses (see ``available_state_resolutions``)."""
+    compat: Literal["synapse", "spec"] = "synapse"
+    """Where Synapse departs from the spec text (auth rules, state resolution),
+    follow Synapse (the mode the differential tests check) or the spec."""
 
     @field_validator("state_resolution")
     @classmethod
@@ -311,13 +314,6 @@ class RetryConfig(_Model):
         return data
 
 
-class DummyEventsConfig(_Model):
-    """Synapse sends a dummy event to merge forward extremities past a threshold."""
-
-    enabled: bool = True
-    extremities_threshold: int = Field(10, ge=1)
-
-
 class RateLimitConfig(_Model):
     """Inbound federation rate limiting per origin (off by default)."""
 
@@ -335,9 +331,6 @@ class FederationConfig(_Model):
     retry: RetryConfig = RetryConfig()
     catchup_threshold_ms: PositiveDuration = Field(3_600_000.0, alias="catchup_threshold")
     """A destination down longer than this is caught up (latest events only)."""
-    get_missing_events_limit: int = Field(10, ge=1)
-    prev_events_max: int = Field(10, ge=1)
-    dummy_events: DummyEventsConfig = DummyEventsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     internal_error_rate: Probability = 0.0
     """Chance that a server fails a request it received internally and answers

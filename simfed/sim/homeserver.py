@@ -71,11 +71,18 @@ TXN_MEMORY = 64
 
 @dataclass(frozen=True, slots=True)
 class HomeserverConfig:
-    """Behaviour constants of a homeserver (defaults are Synapse's)."""
+    """Behaviour constants of a homeserver; defaults are Synapse's.
+
+    Set from the scenario's ``[homeserver]`` section (and ``room_version``,
+    ``state_resolution``, ``compat`` from ``[simulation]``); each field's
+    Synapse source is documented in :mod:`simfed.config.homeserver`.
+    ``dummy_push``, ``gap_fill_retries > 0`` and ``history_backfill_ms > 0``
+    are deviations from Synapse, off by default.
+    """
 
     room_version: str = "11"
     algorithm: str = "v2"
-    compat: str = "spec"
+    compat: str = "synapse"
     prev_events_max: int = 10
     get_missing_events_limit: int = 10
     request_timeout_ms: float = 60_000.0
@@ -85,9 +92,10 @@ class HomeserverConfig:
     dummy_events: bool = True
     dummy_threshold: int = 10
     dummy_interval_ms: float = 300_000.0
-    gap_fill_retries: int = 8
+    dummy_push: bool = False
+    gap_fill_retries: int = 0
     gap_fill_backoff_ms: float = 2_000.0
-    history_backfill_ms: float = 60_000.0
+    history_backfill_ms: float = 0.0
 
 
 class Homeserver(FederationServing):
@@ -197,13 +205,15 @@ class Homeserver(FederationServing):
 
     def create_event(
         self, room_id: str, sender: str, etype: str, content: dict, state_key: str | None = None,
-        *, prev_events: list[str] | None = None,
+        *, prev_events: list[str] | None = None, push: bool = True,
     ) -> Event | None:
         """Build, sign, authorise, persist and send a new event.
 
         Returns ``None`` (and counts ``refused``) when the auth rules refuse
         it against the state it would be built on, as a server refuses a
-        client request: nothing is sent.
+        client request: nothing is sent. ``push=False`` persists it without
+        sending it (Synapse's ``proactively_send = False``): other servers
+        pull it when a later event cites it.
         """
         room = self.rooms.get(room_id)
         if room is None or not self.up:
@@ -238,7 +248,8 @@ class Homeserver(FederationServing):
                      state_key is not None, depth, len(prevs), sender)
         self._outcome(ev, "accepted", "created")
         self._after_persist(room, ev)
-        self.fan_out(room, ev, before_servers)
+        if push:
+            self.fan_out(room, ev, before_servers)
         services = getattr(self.world, "services", None)
         if services is not None:
             services.on_local_event(self, ev)
@@ -368,8 +379,14 @@ class Homeserver(FederationServing):
                 self.counters["duplicate_pushes"] += 1
             return
         if room.graph.missing_parents(ev):
+            min_depth = self._min_depth(room)
+            if min_depth is not None and ev.depth <= min_depth:
+                # Synapse fetches prevs only for events deeper than the room's
+                # min_depth (then rejects the event as below).
+                self._retry_later(room_id, ev, origin, via)
+                return
             epoch = self._epoch
-            yield from self._get_missing_events(room, ev, origin)
+            yield from self._get_missing_events(room, ev, origin, min_depth)
             if epoch != self._epoch or ev.event_id in room.status:
                 return
             if room.graph.missing_parents(ev):
@@ -397,11 +414,18 @@ class Homeserver(FederationServing):
 
         self.env.timeout(delay).callbacks.append(again)
 
-    def _get_missing_events(self, room: RoomState, ev: Event, origin: str) -> Proc:
+    @staticmethod
+    def _min_depth(room: RoomState) -> int | None:
+        """Synapse's ``room_depth.min_depth``: the least depth of the events
+        in the room DAG that were not rejected (outliers excluded)."""
+        depths = [e.depth for e in room.graph.events.values() if e.event_id not in room.rejected]
+        return min(depths) if depths else None
+
+    def _get_missing_events(self, room: RoomState, ev: Event, origin: str, min_depth: int | None) -> Proc:
         have = [p for p in ev.prev_events if p in room.graph]
         earliest = sorted(set(room.forward_extremities) | set(have))
         body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
-                "limit": self.config.get_missing_events_limit, "min_depth": 0}
+                "limit": self.config.get_missing_events_limit, "min_depth": min_depth or 0}
         res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1))
         if not isinstance(res, Response) or not res.ok:
             return
@@ -442,7 +466,8 @@ class Homeserver(FederationServing):
         ids = list(res.body["pdu_ids"]) + list(res.body["auth_chain_ids"]) + [event_id]
         missing = [i for i in dict.fromkeys(ids) if i not in room.events]
         if missing:
-            ok = yield from self._fetch_outliers(room, missing, origin, event_id, len(ids))
+            total = len(res.body["pdu_ids"]) + len(res.body["auth_chain_ids"])
+            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total)
             if not ok:
                 return None
         state = {}
@@ -459,7 +484,7 @@ class Homeserver(FederationServing):
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
         rid = room.graph.room_id
         got: list[Event] = []
-        if len(ids) > max(5, self.config.state_fetch_ratio * total):
+        if len(ids) >= self.config.state_fetch_ratio * total:
             res = yield from self.request(origin, "state", {"room_id": rid, "event_id": at}, OVERHEAD_BYTES + ID_BYTES)
             if not isinstance(res, Response) or not res.ok:
                 return False
@@ -638,7 +663,7 @@ class Homeserver(FederationServing):
                     user = next((u for u in self.users if self.is_joined(rid, u)), None)
                     if user is not None:
                         self.counters["dummy_events"] += 1
-                        self.create_event(rid, user, "org.matrix.dummy_event", {})
+                        self.create_event(rid, user, "org.matrix.dummy_event", {}, push=self.config.dummy_push)
 
     def backlog(self, room_id: str) -> int:
         """Events this server knows it is missing in the room."""

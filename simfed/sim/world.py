@@ -184,9 +184,7 @@ class World:
         )
         hs_cfg = HomeserverConfig(
             room_version=sc.simulation.room_version, algorithm=sc.simulation.state_resolution,
-            prev_events_max=f.prev_events_max, get_missing_events_limit=f.get_missing_events_limit,
-            request_timeout_ms=min(f.request_timeout_ms, 60_000.0),
-            dummy_events=f.dummy_events.enabled, dummy_threshold=f.dummy_events.extremities_threshold,
+            compat=sc.simulation.compat, **sc.homeserver.homeserver_kwargs(),
         )
         skew_rng = self.rng("clock_skew")
         self.servers: dict[str, Homeserver] = {}
