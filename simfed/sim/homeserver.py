@@ -173,7 +173,6 @@ class Homeserver(FederationServing):
         room = RoomState(
             c.room_version, algorithm=c.algorithm, compat=c.compat, room_id=room_id,
             shared=self.world.shared_memo(room_id) if self.honest else None,
-            auth_chains=self.world.auth_chains,
         )
         self.rooms[room_id] = room
         return room
@@ -549,6 +548,20 @@ class Homeserver(FederationServing):
 
     # -- joining a room through a resident server -------------------------------------------
 
+    def join_candidates(self, room_id: str) -> list[str]:
+        """Servers to try a join through, from what this server knows: the
+        servers joined in its own view of the room (a room it was in), else
+        the server in the room ID (what a client passes as ``via``), else any
+        other server. Servers it is backing off from come last."""
+        room = self.rooms.get(room_id)
+        known = sorted(self.joined_servers(room) - {self.name}) if room is not None else []
+        if not known:
+            creator = room_id.partition(":")[2]
+            known = [creator] if creator and creator != self.name else sorted(
+                n for n in self.world.servers if n != self.name)
+        ready = [s for s in known if self.sender.retry_interval_ms(s) == 0]
+        return ready or known
+
     def join_via(self, room_id: str, user: str, resident: str) -> Proc:
         """make_join / send_join through ``resident``, then backfill. Returns success.
 
@@ -622,16 +635,26 @@ class Homeserver(FederationServing):
                 # A prev fetched as an outlier (state fetch) is still a hole:
                 # its ancestry is unknown until it joins the DAG.
                 holes = sorted(e for e in room.graph.backward_extremities if e not in room.graph)
-                peers = sorted(s for s in self.joined_servers(room) - {self.name} if self.world.servers[s].honest)
+                peers = sorted(self.joined_servers(room) - {self.name})
                 if holes and peers:
-                    peer = peers[int(self.rng.integers(len(peers)))]
-                    yield from self._backfill(room, peer, holes[:20])
+                    yield from self._backfill_from_any(room, peers, holes[:20])
+
+    def _backfill_from_any(self, room: RoomState, peers: list[str], from_ids: list[str]) -> Proc:
+        """Backfill from the servers of the room in random order until one
+        answers (Synapse tries the room's servers one after another)."""
+        order = [peers[int(i)] for i in self.rng.permutation(len(peers))]
+        for peer in order:
+            if not self.up:
+                return
+            if (yield from self._backfill(room, peer, from_ids)):
+                return
 
     def _backfill(self, room: RoomState, server: str, from_ids: list[str]) -> Proc:
+        """One ``/backfill`` from ``server``; True if it answered."""
         body = {"room_id": room.graph.room_id, "v": from_ids, "limit": self.config.backfill_limit}
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
-            return
+            return False
         events = []
         for e in res.body["pdus"]:
             chk = self.check_pdu(e)
@@ -640,6 +663,7 @@ class Homeserver(FederationServing):
         for e in sorted(events, key=lambda x: (x.depth, x.event_id)):
             if e.event_id not in room.status:
                 yield from self._process_pulled(room, e, server, "backfill", backfilled=True)
+        return True
 
     # -- catch-up, dummy events, faults -------------------------------------------------------
 
