@@ -337,6 +337,14 @@ class FederationConfig(_Model):
     500 ``M_UNKNOWN`` instead of handling it (homeservers and identity
     servers alike; the requester retries as for any 5xx)."""
 
+    @classmethod
+    def unknown_key_message(cls, key: str) -> str:
+        from .homeserver import MOVED_FROM_FEDERATION
+
+        if key in MOVED_FROM_FEDERATION:
+            return f"{show(key)} moved to [homeserver]: write {MOVED_FROM_FEDERATION[key]}"
+        return super().unknown_key_message(key)
+
 
 # --------------------------------------------------------------------------
 # [metrics], [topology]

@@ -52,14 +52,14 @@ class HomeserverSection(_Model):
     """Timeout of one fetch request (Synapse ``federation.client_timeout``: 60 s)."""
     fetch_retries: int = Field(3, ge=0)
     """Retries of a failed fetch, waiting ``min(0.5 * 2**k s, 2 s) * U(0.8, 1.4)``
-    (Synapse ``MAX_SHORT_RETRIES``: 3)."""
+    (Synapse ``federation.max_short_retries``: 3, ``max_short_retry_delay``: 2 s)."""
     state_fetch_ratio: float = Field(0.1, gt=0.0, le=1.0)
     """Across a gap, the whole state is fetched with ``/state`` when the
     missing events are at least this share of the state and auth chain named
     by ``/state_ids``; else each is fetched with ``/event`` (Synapse
     ``_get_state_ids_after_missing_prev_event``: ``missing * 10 >= total``)."""
     backfill_limit: int = Field(100, ge=1)
-    """``limit`` of ``/backfill`` (Synapse: 100)."""
+    """``limit`` of ``/backfill`` (Synapse ``NUMBER_OF_EVENTS_TO_BACKFILL``: 100)."""
     dummy_events: DummyEventsConfig = DummyEventsConfig()
     gap_fill_retries: int = Field(0, ge=0)
     """A pushed event whose prev_events could not be fetched is dropped

@@ -13,14 +13,14 @@ simulated time as Synapse does (protocol.md §4-§5):
   still unknown are bridged with ``/state_ids`` at each missing prev (the
   state events we lack are fetched with ``/event``, or ``/state`` when many
   are missing, and stored as outliers). If the prevs of the pushed event
-  stay unknown, Synapse drops it; simfed retries the gap fill with backoff
-  (``gap_fill_retries``; 0 reproduces Synapse) so that a quiesced room
-  converges once the network heals.
+  stay unknown, it is dropped, as Synapse does (only events deeper than
+  the room's ``min_depth`` are gap-filled at all). ``gap_fill_retries > 0``
+  (a deviation) retries the gap fill with backoff instead.
 - Holes left behind (backward extremities: prevs never fetched because the
   gap was longer than the get_missing_events limit, or history from before
   a join) are filled by ``/backfill``, which Synapse does when a client
-  paginates back: simfed models readers doing so every
-  ``history_backfill_ms`` (0 turns it off).
+  paginates back: ``history_backfill_ms > 0`` (a deviation; 0 by default)
+  models readers doing so about that often.
 - Missing auth events are fetched with ``/event_auth``.
 - Then checks 4-6 (``RoomState``), persistence, forward extremities and
   current state. Soft-failed and rejected events are stored too.
@@ -137,6 +137,9 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         self._answered: dict[str, OrderedDict[str, Response]] = {}
+        #: each stored event's position in the order this server stored them
+        #: (Synapse's stream ordering; persisted, so it survives a crash)
+        self._stream: dict[str, int] = {}
         self._handlers = {
             "transaction": self._on_transaction,
             "get_missing_events": self._on_get_missing_events,
@@ -164,6 +167,8 @@ class Homeserver(FederationServing):
 
     def _outcome(self, ev: Event, outcome: str, via: str, reason: str | None = None) -> None:
         self.counters[outcome] += 1
+        if outcome != "dropped":
+            self._stream.setdefault(ev.event_id, len(self._stream))
         self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason)
 
     # -- rooms -----------------------------------------------------------------
@@ -668,12 +673,29 @@ class Homeserver(FederationServing):
     # -- catch-up, dummy events, faults -------------------------------------------------------
 
     def catchup_events(self, destination: str, room_ids: Iterable[str]) -> list[tuple[str, list[Event]]]:
-        """Our newest events in each room, for a destination in catch-up."""
+        """What Synapse sends a destination in catch-up, per room
+        (``per_destination_queue.py`` ``_catch_up_transmission_loop``): the
+        newest PDU we failed to send there if it is still one of the room's
+        newest forward extremities (``prev_events_max``); else those
+        extremities stored since the last PDU the destination accepted, or
+        that PDU itself if none was. Nothing if no PDU ever reached the
+        destination (Synapse cannot tell what it missed)."""
+        last_sent, newest = self.sender.catchup_hints(destination)
+        if last_sent is None:
+            return []
+        floor = self._stream.get(last_sent.event_id, -1)
         out = []
         for rid in room_ids:
             room = self.rooms.get(rid)
-            if room is not None and room.forward_extremities:
-                out.append((rid, [room.graph[e] for e in sorted(room.forward_extremities)]))
+            pdu = newest.get(rid)
+            if room is None or pdu is None:
+                continue
+            fwd = sorted(room.forward_extremities, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
+            if pdu.event_id in fwd:
+                out.append((rid, [pdu]))
+                continue
+            fresh = [room.graph[e] for e in sorted(fwd) if self._stream.get(e, -1) >= floor]
+            out.append((rid, fresh or [pdu]))
         return out
 
     def dummy_event_loop(self, epoch: int) -> Proc:

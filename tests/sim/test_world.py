@@ -211,3 +211,29 @@ def test_pushed_dummy_events_converge():
     ))
     assert sum(s.counters["dummy_events"] for s in res.servers.values()) > 0
     assert_converged(res)
+
+
+def test_catch_up_sends_what_synapse_sends():
+    """The newest PDU queued for the destination while it is still a forward
+    extremity; else the extremities stored since the destination's last
+    accepted PDU (or that PDU); nothing to a destination never reached."""
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    w = World(scenario(8, servers={"count": 3, "users_per_server": 1},
+                       network={"latency": {"model": "constant", "ms": 20}},
+                       workload={"messages_per_user_per_minute": 0, "state_changes_per_minute": 0}), Recorder())
+    w.workload.start()
+    w.env.run(until=10_000)
+    hs0, rid = w.servers["hs0"], w.room_id
+    assert all(w.servers[n].has_member(rid) for n in ("hs1", "hs2"))
+    ev = hs0.create_event(rid, "@u0:hs0", "m.room.message", {"msgtype": "m.text", "body": "x"})
+    w.env.run(until=20_000)
+    assert hs0.catchup_events("hs1", [rid]) == [(rid, [ev])]
+    # hs1 moves on without hs0's help: our newest PDU for hs1 is no longer
+    # an extremity; the newer extremity is sent instead.
+    ev1 = w.servers["hs1"].create_event(rid, "@u0:hs1", "m.room.message", {"msgtype": "m.text", "body": "y"})
+    w.env.run(until=30_000)
+    assert hs0.rooms[rid].forward_extremities == {ev1.event_id}
+    assert hs0.catchup_events("hs1", [rid]) == [(rid, [ev1])]
+    assert hs0.catchup_events("elsewhere", [rid]) == []
