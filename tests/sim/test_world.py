@@ -24,6 +24,12 @@ def scenario(seed: int = 0, **sections):
     return load_scenario(base)
 
 
+# Opt-in deviations from Synapse: retry a failed gap fill, and readers
+# paginating back fill the holes that get_missing_events' limit leaves.
+# Tests of convergence under whole-request loss (a nemesis) use them.
+RECOVERY = {"gap_fill_retries": 8, "history_backfill": "1m"}
+
+
 def held(res, server):
     room = res.servers[server].rooms[res.room_id]
     return set(room.status) | set(room.graph.outliers)
@@ -61,11 +67,6 @@ def test_no_loss_every_event_everywhere_same_extremities_and_state():
     assert_converged(res)
 
 
-# Opt-in deviations from Synapse: retry a failed gap fill, and readers
-# paginating back fill the holes that get_missing_events' limit leaves.
-RECOVERY = {"gap_fill_retries": 8, "history_backfill": "1m"}
-
-
 @pytest.mark.parametrize("case", ["loss", "partition", "crash"])
 def test_converges_once_healthy_and_quiet(case):
     extra = {
@@ -90,6 +91,7 @@ def test_convergence_property_over_seeds(seed):
         network={"loss": 0.3, "loss_window": {"start": "10s", "end": "3m"},
                  "partitions": [{"start": "30s", "end": "2m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4"]]}]},
         faults=[{"kind": "crash", "server": f"hs{seed % 5}", "at": "1m", "restart": "3m"}],
+        homeserver=RECOVERY,
     ))
     assert_converged(res)
 
