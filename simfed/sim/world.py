@@ -269,8 +269,8 @@ class World:
             return
         victims = [s for s in self.honest_servers() if s != hs.name]
         prevs = sorted(room.forward_extremities)[:10]
-        kind = n % 3
-        sender = f"@u0:{victims[n % len(victims)]}" if (kind == 0 and victims) else hs.users[0]
+        kind = n % 3 if victims else 1 + n % 2
+        sender = f"@u0:{victims[n % len(victims)]}" if kind == 0 else hs.users[0]
         fields = {"room_id": room_id, "sender": sender, "type": "m.room.message",
                   "content": {"msgtype": "m.text", "body": f"forged {n}"}, "prev_events": prevs,
                   "auth_events": [], "depth": max(room.graph[p].depth for p in prevs) + 1,
