@@ -474,18 +474,24 @@ class Homeserver(FederationServing):
             ok = yield from self._fetch_outliers(room, missing, origin, event_id, total)
             if not ok:
                 return None
+        m = room.events.get(event_id)
+        if m is None:
+            return None
+        # As Synapse: state events that could not be fetched (or are not
+        # state) are left out of the state map, with the prev event required.
         state = {}
         for i in res.body["pdu_ids"]:
             e = room.events.get(i)
-            if e is None or e.state_key is None:
-                return None
-            state[(e.type, e.state_key)] = i
-        m = room.events.get(event_id)
-        if m is not None and m.state_key is not None and event_id not in room.rejected:
+            if e is not None and e.state_key is not None:
+                state[(e.type, e.state_key)] = i
+        if m.state_key is not None and event_id not in room.rejected:
             state[(m.type, m.state_key)] = event_id
         return state
 
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
+        """Fetch the missing state and auth events named by ``/state_ids``:
+        all with ``/state`` (False if it fails) or one ``/event`` each
+        (those that fail are skipped, as Synapse does)."""
         rid = room.graph.room_id
         got: list[Event] = []
         if len(ids) >= self.config.state_fetch_ratio * total:
@@ -507,7 +513,7 @@ class Homeserver(FederationServing):
                 if isinstance(r, Response) and r.ok:
                     got.append(r.body["pdu"])
         self._store_outliers(room, got, "state_fetch")
-        return all(i in room.events for i in ids)
+        return True
 
     def _store_outliers(self, room: RoomState, events: Iterable[Event], via: str) -> None:
         """Check and store events known only as state/auth events (causal order)."""
