@@ -7,7 +7,7 @@ the offending key, so a bad configuration can't exist.
 
 One module per part: :mod:`.base` (errors with paths, unit-bearing types,
 the base model), :mod:`.core` (simulation, servers, workload, faults,
-federation, metrics), :mod:`.network`, :mod:`.topology`, :mod:`.services`
+federation, metrics), :mod:`.homeserver`, :mod:`.network`, :mod:`.topology`, :mod:`.services`
 and :mod:`.scenario` (the root and the checks that span sections).
 See :mod:`.base` for the conventions every model follows.
 
@@ -27,7 +27,6 @@ from .base import (
 from .core import (
     ClockSkewConfig,
     CrashFault,
-    DummyEventsConfig,
     FaultConfig,
     FederationConfig,
     MetricsConfig,
@@ -42,6 +41,7 @@ from .core import (
     UniformSkew,
     WorkloadConfig,
 )
+from .homeserver import DummyEventsConfig, HomeserverSection
 from .network import (
     BernoulliLoss,
     ConstantLatency,
@@ -82,6 +82,7 @@ __all__ = [
     "FaultConfig",
     "FederationConfig",
     "GilbertElliottLoss",
+    "HomeserverSection",
     "LatencyConfig",
     "LognormalLatency",
     "LossConfig",

@@ -40,6 +40,9 @@ class SimulationConfig(_Model):
     """Room version of the simulated room."""
     state_resolution: str = "v2"
     """State resolution algorithm every server uses (see ``available_state_resolutions``)."""
+    compat: Literal["synapse", "spec"] = "synapse"
+    """Where Synapse departs from the spec text (auth rules, state resolution),
+    follow Synapse (the mode the differential tests check) or the spec."""
 
     @field_validator("state_resolution")
     @classmethod
@@ -375,13 +378,6 @@ class RetryConfig(_Model):
         return data
 
 
-class DummyEventsConfig(_Model):
-    """Synapse sends a dummy event to merge forward extremities past a threshold."""
-
-    enabled: bool = True
-    extremities_threshold: int = Field(10, ge=1)
-
-
 class RateLimitConfig(_Model):
     """Inbound federation rate limiting per origin (off by default)."""
 
@@ -399,14 +395,19 @@ class FederationConfig(_Model):
     retry: RetryConfig = RetryConfig()
     catchup_threshold_ms: PositiveDuration = Field(3_600_000.0, alias="catchup_threshold")
     """A destination down longer than this is caught up (latest events only)."""
-    get_missing_events_limit: int = Field(10, ge=1)
-    prev_events_max: int = Field(10, ge=1)
-    dummy_events: DummyEventsConfig = DummyEventsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     internal_error_rate: Probability = 0.0
     """Chance that a server fails a request it received internally and answers
     500 ``M_UNKNOWN`` instead of handling it (homeservers and identity
     servers alike; the requester retries as for any 5xx)."""
+
+    @classmethod
+    def unknown_key_message(cls, key: str) -> str:
+        from .homeserver import MOVED_FROM_FEDERATION
+
+        if key in MOVED_FROM_FEDERATION:
+            return f"{show(key)} moved to [homeserver]: write {MOVED_FROM_FEDERATION[key]}"
+        return super().unknown_key_message(key)
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .base import (
     _unknown_server,
 )
 from .core import FaultConfig, FederationConfig, MetricsConfig, ServersConfig, SimulationConfig, WorkloadConfig
+from .homeserver import HomeserverSection
 from .network import NetworkConfig, RegionsLatency
 from .services import ServicesConfig
 from .topology import TopologyConfig
@@ -35,6 +36,8 @@ class Scenario(_Model):
     workload: WorkloadConfig = WorkloadConfig()
     faults: tuple[FaultConfig, ...] = ()
     federation: FederationConfig = FederationConfig()
+    homeserver: HomeserverSection = HomeserverSection()
+    """Behaviour of every homeserver: Synapse's by default, deviations opt-in."""
     metrics: MetricsConfig = MetricsConfig()
     topology: TopologyConfig = TopologyConfig()
     services: ServicesConfig = ServicesConfig()
@@ -42,7 +45,7 @@ class Scenario(_Model):
 
     SECTIONS: ClassVar[tuple[str, ...]] = (
         "simulation", "servers", "network", "workload", "faults", "federation", "metrics", "topology",
-        "services",
+        "services", "homeserver",
     )
 
     @model_validator(mode="after")

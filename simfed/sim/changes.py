@@ -57,14 +57,11 @@ def _leave(world: "World", server: str) -> None:
 
 
 def _graph(world: "World") -> Any:
-    """The network graph, after telling the fan-out strategy that it is about
-    to change (a latency-based tree is recomputed)."""
+    """The network graph. Servers are not told that it changes: they learn
+    of a failed link from their failing requests."""
     graph = getattr(world, "graph", None)
     if graph is None:
         raise RuntimeError("a link or node change on a graph needs [topology.graph]")
-    changed = getattr(world.fanout, "network_changed", None)
-    if changed is not None:
-        changed()
     return graph
 
 

@@ -27,9 +27,11 @@ under this strategy (0: none). The strategies:
                ``fanout`` copies per server per event); anti-entropy repairs
                what the pushes missed.
 ``tree``       Flood along a spanning tree of the room's servers (minimum
-               spanning tree by expected latency, or a tree of fixed degree
-               rooted at the origin); a tree neighbour that the sender is
-               failing to reach is bypassed, and anti-entropy repairs.
+               spanning tree by expected latency as first measured, or a
+               tree of fixed degree rooted at the origin); the tree does not
+               follow link failures: a tree neighbour that the sender is
+               failing to reach (failed transactions) is bypassed, and
+               anti-entropy repairs.
 
 Every strategy also relies on the homeserver's fetching: a server that gets
 any later event fetches the missing ones from whoever pushed it.
@@ -190,11 +192,18 @@ class Tree:
         self.degree = degree
         self.anti_entropy_ms = anti_entropy_ms
         self._latency = expected_latency
+        self._measured: dict[tuple[str, str], float] = {}
         self._msts: dict[frozenset[str], "nx.Graph"] = {}
 
-    def network_changed(self) -> None:
-        """Links or nodes failed or recovered: expected latencies changed, recompute trees."""
-        self._msts.clear()
+    def _expected(self, a: str, b: str) -> float:
+        """The expected latency a to b as first measured. Servers do not see
+        link failures in the network: a tree keeps its edges and a failing
+        neighbour is learned from failed transactions (and bypassed)."""
+        key = (a, b)
+        hit = self._measured.get(key)
+        if hit is None:
+            hit = self._measured[key] = self._latency(a, b)
+        return hit
 
     def spanning_tree(self, members: frozenset[str]) -> "nx.Graph":
         """The minimum spanning tree of ``members`` by expected one-way latency (cached)."""
@@ -207,7 +216,7 @@ class Tree:
             g.add_nodes_from(names)
             for i, a in enumerate(names):
                 for b in names[i + 1:]:
-                    g.add_edge(a, b, weight=(self._latency(a, b) + self._latency(b, a)) / 2.0)
+                    g.add_edge(a, b, weight=(self._expected(a, b) + self._expected(b, a)) / 2.0)
             tree = self._msts[members] = nx.minimum_spanning_tree(g, weight="weight", algorithm="kruskal")
         return tree
 

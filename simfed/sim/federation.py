@@ -35,8 +35,9 @@ What follows Synapse (``federation/sender/per_destination_queue.py``,
   marked); when the destination is next tried, the sender calls
   ``catchup_provider(destination, room_ids)`` for the rooms with undelivered
   PDUs, which returns ``[(room_id, [pdu, ...]), ...]`` (the homeserver's
-  newest events in each room), and sends those, up to 50 PDUs per
-  transaction, then resumes normal sending.
+  newest events in each room; it may ask ``catchup_hints`` for the last PDU
+  the destination accepted and the newest queued per room), and sends
+  those, up to 50 PDUs per transaction, then resumes normal sending.
 - ``crash()`` loses every in-memory queue and abandons in-flight work. What
   Synapse keeps in its database survives: per destination, the rooms with
   undelivered PDUs and the backoff. ``restart()`` puts every destination with
@@ -144,6 +145,10 @@ class _Persisted:
     """What the homeserver's database keeps per destination (survives crash)."""
 
     dirty: dict[str, int] = field(default_factory=dict)
+    #: per room, the newest PDU queued for the destination
+    newest: dict[str, Any] = field(default_factory=dict)
+    #: the last PDU of the last transaction the destination accepted
+    last_sent: Any = None
     retry_interval_ms: float = 0.0
     retry_until: float = 0.0
     failed_attempts: int = 0
@@ -200,6 +205,7 @@ class FederationSender:
         p = self._persist(destination)
         p.dirty.pop(room_id, None)
         p.dirty[room_id] = self._gen
+        p.newest[room_id] = pdu
         if self._crashed:
             return
         q = self._queue(destination)
@@ -250,6 +256,15 @@ class FederationSender:
                 self._queue(destination).catching_up = True
         if any(q.catching_up for q in self._queues.values()):
             self._start_sweep(self.config.catchup_startup_delay_ms)
+
+    def catchup_hints(self, destination: str) -> tuple[Any, dict[str, Any]]:
+        """What a catch-up provider may use: the last PDU the destination
+        accepted (None if none ever was) and, per room, the newest PDU queued
+        for it (Synapse keeps both in its database)."""
+        p = self._persisted.get(destination)
+        if p is None:
+            return None, {}
+        return p.last_sent, dict(p.newest)
 
     def is_backing_off(self, destination: str) -> bool:
         """True while the destination's backoff has not ended."""
@@ -480,6 +495,8 @@ class FederationSender:
                 p.retry_interval_ms = 0.0
                 p.retry_until = 0.0
                 p.failed_attempts = 0
+                if pdus:
+                    p.last_sent = pdus[-1]
                 self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
                                                    "tries": k + 1, "catchup": catchup})
                 return True

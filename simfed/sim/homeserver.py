@@ -13,14 +13,14 @@ simulated time as Synapse does (protocol.md §4-§5):
   still unknown are bridged with ``/state_ids`` at each missing prev (the
   state events we lack are fetched with ``/event``, or ``/state`` when many
   are missing, and stored as outliers). If the prevs of the pushed event
-  stay unknown, Synapse drops it; simfed retries the gap fill with backoff
-  (``gap_fill_retries``; 0 reproduces Synapse) so that a quiesced room
-  converges once the network heals.
+  stay unknown, it is dropped, as Synapse does (only events deeper than
+  the room's ``min_depth`` are gap-filled at all). ``gap_fill_retries > 0``
+  (a deviation) retries the gap fill with backoff instead.
 - Holes left behind (backward extremities: prevs never fetched because the
   gap was longer than the get_missing_events limit, or history from before
   a join) are filled by ``/backfill``, which Synapse does when a client
-  paginates back: simfed models readers doing so every
-  ``history_backfill_ms`` (0 turns it off).
+  paginates back: ``history_backfill_ms > 0`` (a deviation; 0 by default)
+  models readers doing so about that often.
 - Missing auth events are fetched with ``/event_auth``.
 - Then checks 4-6 (``RoomState``), persistence, forward extremities and
   current state. Soft-failed and rejected events are stored too.
@@ -73,11 +73,18 @@ TXN_MEMORY = 64
 
 @dataclass(frozen=True, slots=True)
 class HomeserverConfig:
-    """Behaviour constants of a homeserver (defaults are Synapse's)."""
+    """Behaviour constants of a homeserver; defaults are Synapse's.
+
+    Set from the scenario's ``[homeserver]`` section (and ``room_version``,
+    ``state_resolution``, ``compat`` from ``[simulation]``); each field's
+    Synapse source is documented in :mod:`simfed.config.homeserver`.
+    ``dummy_push``, ``gap_fill_retries > 0`` and ``history_backfill_ms > 0``
+    are deviations from Synapse, off by default.
+    """
 
     room_version: str = "11"
     algorithm: str = "v2"
-    compat: str = "spec"
+    compat: str = "synapse"
     prev_events_max: int = 10
     get_missing_events_limit: int = 10
     request_timeout_ms: float = 60_000.0
@@ -87,9 +94,10 @@ class HomeserverConfig:
     dummy_events: bool = True
     dummy_threshold: int = 10
     dummy_interval_ms: float = 300_000.0
-    gap_fill_retries: int = 8
+    dummy_push: bool = False
+    gap_fill_retries: int = 0
     gap_fill_backoff_ms: float = 2_000.0
-    history_backfill_ms: float = 60_000.0
+    history_backfill_ms: float = 0.0
 
 
 class Homeserver(FederationServing):
@@ -133,6 +141,9 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         self._answered: dict[str, OrderedDict[str, Response]] = {}
+        #: each stored event's position in the order this server stored them
+        #: (Synapse's stream ordering; persisted, so it survives a crash)
+        self._stream: dict[str, int] = {}
         self._handlers = {
             "transaction": self._on_transaction,
             "get_missing_events": self._on_get_missing_events,
@@ -163,6 +174,8 @@ class Homeserver(FederationServing):
         """Count and record an outcome; ``stage`` is ``outlier`` for an event
         stored outside the room DAG, ``timeline`` once it is in the DAG."""
         self.counters[outcome] += 1
+        if outcome != "dropped":
+            self._stream.setdefault(ev.event_id, len(self._stream))
         self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason,
                      stage)
 
@@ -173,7 +186,6 @@ class Homeserver(FederationServing):
         room = RoomState(
             c.room_version, algorithm=c.algorithm, compat=c.compat, room_id=room_id,
             shared=self.world.shared_memo(room_id) if self.honest else None,
-            auth_chains=self.world.auth_chains,
         )
         self.rooms[room_id] = room
         return room
@@ -205,15 +217,15 @@ class Homeserver(FederationServing):
 
     def create_event(
         self, room_id: str, sender: str, etype: str, content: dict, state_key: str | None = None,
-        *, prev_events: list[str] | None = None, send: bool = True,
+        *, prev_events: list[str] | None = None, push: bool = True,
     ) -> Event | None:
         """Build, sign, authorise, persist and send a new event.
 
         Returns ``None`` (and counts ``refused``) when the auth rules refuse
         it against the state it would be built on, as a server refuses a
-        client request: nothing is sent. ``send=False`` keeps it local (it
-        travels as a prev_event of later events), as Synapse's
-        ``proactively_send = False``.
+        client request: nothing is sent. ``push=False`` persists it without
+        sending it (Synapse's ``proactively_send = False``): other servers
+        pull it when a later event cites it.
         """
         room = self.rooms.get(room_id)
         if room is None or not self.up:
@@ -249,12 +261,12 @@ class Homeserver(FederationServing):
         self._outcome(ev, "accepted", "created")
         self._after_persist(room, ev)
         if self.cpu is None:
-            if send:
+            if push:
                 self.fan_out(room, ev, before_servers)
         else:  # sent once the CPU has done the work of creating it (a crashed sender marks it for catch-up)
             room.current_state()
             job = self.cpu.charge()
-            if send:
+            if push:
                 job.callbacks.append(lambda _e: self.fan_out(room, ev, before_servers))
         services = getattr(self.world, "services", None)
         if services is not None:
@@ -395,8 +407,14 @@ class Homeserver(FederationServing):
                 self.counters["duplicate_pushes"] += 1
             return
         if room.graph.missing_parents(ev):
+            min_depth = self._min_depth(room)
+            if min_depth is not None and ev.depth <= min_depth:
+                # Synapse fetches prevs only for events deeper than the room's
+                # min_depth (then rejects the event as below).
+                self._retry_later(room_id, ev, origin, via)
+                return
             epoch = self._epoch
-            yield from self._get_missing_events(room, ev, origin)
+            yield from self._get_missing_events(room, ev, origin, min_depth)
             if epoch != self._epoch or ev.event_id in room.status:
                 return
             if room.graph.missing_parents(ev):
@@ -424,11 +442,18 @@ class Homeserver(FederationServing):
 
         self.env.timeout(delay).callbacks.append(again)
 
-    def _get_missing_events(self, room: RoomState, ev: Event, origin: str) -> Proc:
+    @staticmethod
+    def _min_depth(room: RoomState) -> int | None:
+        """Synapse's ``room_depth.min_depth``: the least depth of the events
+        in the room DAG that were not rejected (outliers excluded)."""
+        depths = [e.depth for e in room.graph.events.values() if e.event_id not in room.rejected]
+        return min(depths) if depths else None
+
+    def _get_missing_events(self, room: RoomState, ev: Event, origin: str, min_depth: int | None) -> Proc:
         have = [p for p in ev.prev_events if p in room.graph]
         earliest = sorted(set(room.forward_extremities) | set(have))
         body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
-                "limit": self.config.get_missing_events_limit, "min_depth": 0}
+                "limit": self.config.get_missing_events_limit, "min_depth": min_depth or 0}
         res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1))
         if not isinstance(res, Response) or not res.ok:
             return
@@ -469,24 +494,31 @@ class Homeserver(FederationServing):
         ids = list(res.body["pdu_ids"]) + list(res.body["auth_chain_ids"]) + [event_id]
         missing = [i for i in dict.fromkeys(ids) if i not in room.events]
         if missing:
-            ok = yield from self._fetch_outliers(room, missing, origin, event_id, len(ids))
+            total = len(res.body["pdu_ids"]) + len(res.body["auth_chain_ids"])
+            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total)
             if not ok:
                 return None
+        m = room.events.get(event_id)
+        if m is None:
+            return None
+        # As Synapse: state events that could not be fetched (or are not
+        # state) are left out of the state map, with the prev event required.
         state = {}
         for i in res.body["pdu_ids"]:
             e = room.events.get(i)
-            if e is None or e.state_key is None:
-                return None
-            state[(e.type, e.state_key)] = i
-        m = room.events.get(event_id)
-        if m is not None and m.state_key is not None and event_id not in room.rejected:
+            if e is not None and e.state_key is not None:
+                state[(e.type, e.state_key)] = i
+        if m.state_key is not None and event_id not in room.rejected:
             state[(m.type, m.state_key)] = event_id
         return state
 
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
+        """Fetch the missing state and auth events named by ``/state_ids``:
+        all with ``/state`` (False if it fails) or one ``/event`` each
+        (those that fail are skipped, as Synapse does)."""
         rid = room.graph.room_id
         got: list[Event] = []
-        if len(ids) > max(5, self.config.state_fetch_ratio * total):
+        if len(ids) >= self.config.state_fetch_ratio * total:
             res = yield from self.request(origin, "state", {"room_id": rid, "event_id": at}, OVERHEAD_BYTES + ID_BYTES)
             if not isinstance(res, Response) or not res.ok:
                 return False
@@ -505,7 +537,7 @@ class Homeserver(FederationServing):
                 if isinstance(r, Response) and r.ok:
                     got.append(r.body["pdu"])
         self._store_outliers(room, got, "state_fetch")
-        return all(i in room.events for i in ids)
+        return True
 
     def _store_outliers(self, room: RoomState, events: Iterable[Event], via: str) -> None:
         """Check and store events known only as state/auth events (causal order)."""
@@ -566,6 +598,20 @@ class Homeserver(FederationServing):
         return d
 
     # -- joining a room through a resident server -------------------------------------------
+
+    def join_candidates(self, room_id: str) -> list[str]:
+        """Servers to try a join through, from what this server knows: the
+        servers joined in its own view of the room (a room it was in), else
+        the server in the room ID (what a client passes as ``via``), else any
+        other server. Servers it is backing off from come last."""
+        room = self.rooms.get(room_id)
+        known = sorted(self.joined_servers(room) - {self.name}) if room is not None else []
+        if not known:
+            creator = room_id.partition(":")[2]
+            known = [creator] if creator and creator != self.name else sorted(
+                n for n in self.world.servers if n != self.name)
+        ready = [s for s in known if self.sender.retry_interval_ms(s) == 0]
+        return ready or known
 
     def join_via(self, room_id: str, user: str, resident: str) -> Proc:
         """make_join / send_join through ``resident``, then backfill. Returns success.
@@ -640,16 +686,26 @@ class Homeserver(FederationServing):
                 # A prev fetched as an outlier (state fetch) is still a hole:
                 # its ancestry is unknown until it joins the DAG.
                 holes = sorted(e for e in room.graph.backward_extremities if e not in room.graph)
-                peers = sorted(s for s in self.joined_servers(room) - {self.name} if self.world.servers[s].honest)
+                peers = sorted(self.joined_servers(room) - {self.name})
                 if holes and peers:
-                    peer = peers[int(self.rng.integers(len(peers)))]
-                    yield from self._backfill(room, peer, holes[:20])
+                    yield from self._backfill_from_any(room, peers, holes[:20])
+
+    def _backfill_from_any(self, room: RoomState, peers: list[str], from_ids: list[str]) -> Proc:
+        """Backfill from the servers of the room in random order until one
+        answers (Synapse tries the room's servers one after another)."""
+        order = [peers[int(i)] for i in self.rng.permutation(len(peers))]
+        for peer in order:
+            if not self.up:
+                return
+            if (yield from self._backfill(room, peer, from_ids)):
+                return
 
     def _backfill(self, room: RoomState, server: str, from_ids: list[str]) -> Proc:
+        """One ``/backfill`` from ``server``; True if it answered."""
         body = {"room_id": room.graph.room_id, "v": from_ids, "limit": self.config.backfill_limit}
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
-            return
+            return False
         events = []
         for e in res.body["pdus"]:
             chk = self.check_pdu(e)
@@ -658,16 +714,34 @@ class Homeserver(FederationServing):
         for e in sorted(events, key=lambda x: (x.depth, x.event_id)):
             if e.event_id not in room.status:
                 yield from self._process_pulled(room, e, server, "backfill", backfilled=True)
+        return True
 
     # -- catch-up, dummy events, faults -------------------------------------------------------
 
     def catchup_events(self, destination: str, room_ids: Iterable[str]) -> list[tuple[str, list[Event]]]:
-        """Our newest events in each room, for a destination in catch-up."""
+        """What Synapse sends a destination in catch-up, per room
+        (``per_destination_queue.py`` ``_catch_up_transmission_loop``): the
+        newest PDU we failed to send there if it is still one of the room's
+        newest forward extremities (``prev_events_max``); else those
+        extremities stored since the last PDU the destination accepted, or
+        that PDU itself if none was. Nothing if no PDU ever reached the
+        destination (Synapse cannot tell what it missed)."""
+        last_sent, newest = self.sender.catchup_hints(destination)
+        if last_sent is None:
+            return []
+        floor = self._stream.get(last_sent.event_id, -1)
         out = []
         for rid in room_ids:
             room = self.rooms.get(rid)
-            if room is not None and room.forward_extremities:
-                out.append((rid, [room.graph[e] for e in sorted(room.forward_extremities)]))
+            pdu = newest.get(rid)
+            if room is None or pdu is None:
+                continue
+            fwd = sorted(room.forward_extremities, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
+            if pdu.event_id in fwd:
+                out.append((rid, [pdu]))
+                continue
+            fresh = [room.graph[e] for e in sorted(fwd) if self._stream.get(e, -1) >= floor]
+            out.append((rid, fresh or [pdu]))
         return out
 
     def dummy_event_loop(self, epoch: int) -> Proc:
@@ -684,7 +758,7 @@ class Homeserver(FederationServing):
                     user = next((u for u in self.users if self.is_joined(rid, u)), None)
                     if user is not None:
                         self.counters["dummy_events"] += 1
-                        self.create_event(rid, user, "org.matrix.dummy_event", {}, send=False)
+                        self.create_event(rid, user, "org.matrix.dummy_event", {}, push=self.config.dummy_push)
 
     def backlog(self, room_id: str) -> int:
         """Events this server knows it is missing in the room."""

@@ -203,6 +203,20 @@ class FederationServing:
         }
         return Response(200, {"event": template, "room_version": self.config.room_version}, OVERHEAD_BYTES * 2)
 
+    def _tie_extremities_after_join(self, room: RoomState) -> None:
+        """Synapse (``federation_server.py`` ``on_send_join``): more than one
+        forward extremity after a join means an event was created during the
+        make_join/send_join handshake, which the joiner would miss until a
+        later event cites it; a pushed dummy event citing them all lets it
+        pull that event."""
+        if len(room.forward_extremities) <= 1:
+            return
+        rid = room.graph.room_id
+        for user in self.users:
+            if self.is_joined(rid, user) and self.create_event(rid, user, "org.matrix.dummy_event", {}) is not None:
+                self.counters["dummy_events_after_join"] += 1
+                return
+
     def _on_send_join(self, origin: str, body: dict) -> Response:
         room = self._room_for(origin, body["room_id"], check_member=False)
         ev = body["event"]
@@ -218,6 +232,7 @@ class FederationServing:
         if d.outcome == "rejected":
             raise MatrixError(M_FORBIDDEN, f"join not allowed: {d.reason}", 403)
         self.fan_out(room, ev, before_servers, exclude=[origin])
+        self._tie_extremities_after_join(room)
         before = room.stored_state_before(ev.event_id) or {}
         ids = sorted(before.values())
         state = self._held(room, ids)

@@ -126,8 +126,7 @@ class Workload:
         delay = 5_000.0
         until = self.stop_ms if until is None else until
         while not hs.has_member(self.room_id) and self.env.now < until:
-            residents = [s.name for s in self.world.servers.values()
-                         if s.name != hs.name and s.up and s.has_member(self.room_id) and s.honest]
+            residents = hs.join_candidates(self.room_id)
             if hs.up and residents:
                 ok = yield from hs.join_via(self.room_id, hs.users[0], self._pick(sorted(residents), rng))
                 if ok:

@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 
 from ..config import Scenario
-from ..protocol import AuthChainIndex, Event, derive_server_key
+from ..protocol import Event, auth_events_for, derive_server_key
 from ..protocol.checks import CheckResult, check_event
 from ..protocol.room import SharedStateMemo
 from .changes import check_changes, schedule_changes
@@ -182,7 +182,6 @@ class World:
         self.anti_entropy_possible = any(
             self.make_fanout(s).anti_entropy_ms > 0
             for s in {sc.topology.strategy} | {c.strategy for c in sc.topology.changes if c.kind == "strategy"})
-        self.auth_chains = AuthChainIndex(Event.interned)
         self._memos: dict[str, SharedStateMemo] = {}
         self._checks: dict[Event, CheckResult] = {}
         self._digests: dict[int, tuple[dict, str]] = {}
@@ -199,9 +198,7 @@ class World:
         )
         hs_cfg = HomeserverConfig(
             room_version=sc.simulation.room_version, algorithm=sc.simulation.state_resolution,
-            prev_events_max=f.prev_events_max, get_missing_events_limit=f.get_missing_events_limit,
-            request_timeout_ms=min(f.request_timeout_ms, 60_000.0),
-            dummy_events=f.dummy_events.enabled, dummy_threshold=f.dummy_events.extremities_threshold,
+            compat=sc.simulation.compat, **sc.homeserver.homeserver_kwargs(),
         )
         skew_rng = self.rng("clock_skew")
         costs = cost_table(sc.servers.processing)
@@ -280,21 +277,31 @@ class World:
     # -- misbehaviour ----------------------------------------------------------------------
 
     def forge(self, hs: Homeserver, room_id: str, n: int) -> None:
-        """A malicious server pushes an event it has no right to: alternately
-        one claiming a user of another server, and one whose signature was
-        broken by changing a signed field after signing."""
+        """A malicious server pushes an event it has no right to, in turn:
+        one claiming a user of another server, one whose signature was
+        broken by changing a signed field after signing, and one correctly
+        signed that the auth rules reject (its user raises its own power
+        level without the power to)."""
         room = hs.rooms.get(room_id)
         if room is None or not room.forward_extremities:
             return
         victims = [s for s in self.honest_servers() if s != hs.name]
         prevs = sorted(room.forward_extremities)[:10]
-        sender = f"@u0:{victims[n % len(victims)]}" if (n % 2 == 0 and victims) else hs.users[0]
+        kind = n % 3 if victims else 1 + n % 2
+        sender = f"@u0:{victims[n % len(victims)]}" if kind == 0 else hs.users[0]
         fields = {"room_id": room_id, "sender": sender, "type": "m.room.message",
                   "content": {"msgtype": "m.text", "body": f"forged {n}"}, "prev_events": prevs,
                   "auth_events": [], "depth": max(room.graph[p].depth for p in prevs) + 1,
                   "origin_server_ts": hs.now_ts()}
+        if kind == 2:
+            state = room.current_state()
+            pl_id = state.get(("m.room.power_levels", ""))
+            content = dict(room.events[pl_id].content) if pl_id else {}
+            content["users"] = {**content.get("users", {}), sender: 100}
+            fields.update(type="m.room.power_levels", state_key="", content=content,
+                          auth_events=auth_events_for("m.room.power_levels", "", sender, content, state))
         ev = Event.create(fields, hs.name, hs.key, hs.config.room_version)
-        if sender == hs.users[0]:
+        if kind == 1:
             pdu = ev.pdu()
             pdu["origin_server_ts"] += 1
             ev = Event.from_pdu(pdu, hs.config.room_version)

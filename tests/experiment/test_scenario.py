@@ -82,8 +82,6 @@ def test_federation_defaults_are_synapses():
     assert f.retry.max_retries == 10 and f.retry.backoff_initial_ms == 600_000
     assert f.retry.backoff_multiplier == 2.0 and f.retry.backoff_max_ms == 7 * 86_400_000
     assert f.catchup_threshold_ms == 3_600_000
-    assert f.get_missing_events_limit == 10 and f.prev_events_max == 10
-    assert f.dummy_events.enabled and f.dummy_events.extremities_threshold == 10
     assert not f.rate_limit.enabled and f.rate_limit.window_ms == 1000 and f.rate_limit.max_requests == 50
 
 

@@ -16,13 +16,15 @@ _SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), databas
 
 KEYS = {
     "simulation": ["seed", "duration", "room_version", "state_resolution"],
-    "servers": ["count", "names", "users_per_server", "regions", "clock_skew", "malicious"],
+    "servers": ["count", "names", "users_per_server", "regions", "clock_skew", "malicious", "cpu_cores",
+                "processing"],
     "workload": ["messages_per_user_per_minute", "state_changes_per_minute", "profile_changes_per_user_per_hour",
                  "join_spread", "start", "stop", "state_change_mix"],
-    "federation": ["max_pdus_per_txn", "request_timeout", "retry", "get_missing_events_limit", "prev_events_max",
-                   "rate_limit", "internal_error_rate"],
+    "federation": ["max_pdus_per_txn", "request_timeout", "retry", "rate_limit", "internal_error_rate"],
+    "homeserver": ["get_missing_events_limit", "prev_events_max", "request_timeout", "gap_fill_retries",
+                   "history_backfill", "dummy_events"],
     "metrics": ["sample_interval"],
-    "network": ["latency", "loss", "bandwidth", "partitions"],
+    "network": ["latency", "loss", "request_loss", "tcp", "bandwidth", "partitions"],
     "topology": ["fanout", "relay", "changes"],
     "faults": [],
 }

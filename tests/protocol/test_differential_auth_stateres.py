@@ -26,6 +26,8 @@ from strategies import room_params
 
 pytestmark = pytest.mark.oracle
 
+#: The mode checked here is the one the simulator runs by default
+#: (``simulation.compat``; test_the_simulator_runs_the_mode_checked_here).
 COMPAT = "synapse"
 
 
@@ -223,6 +225,13 @@ def test_property_auth_and_resolution_match_synapse(oracle, params):
     res = process_room(events, compat=COMPAT)
     bad, total = resolve_mismatches(oracle, events, merge_cases(events, res, random.Random(params["seed"]), 4), res=res)
     _fail("state resolution", bad, total, params)
+
+
+def test_the_simulator_runs_the_mode_checked_here():
+    from simfed.config import Scenario
+    from simfed.sim import HomeserverConfig
+
+    assert Scenario().simulation.compat == HomeserverConfig().compat == COMPAT
 
 
 # -- the worked example of protocol.md §3.5 --------------------------------------------------

@@ -4,6 +4,9 @@ simfed computes content-pinned results once for all servers (a shared memo
 of states and decisions) and skips resolutions whose outcome is known
 (unconflicted auth keys). These tests run the same seeded, conflict-heavy
 scenario with each shortcut turned off and demand identical observations.
+A malicious server in it makes honest servers reject events too, so shared
+rejections are covered. Auth chains are never shared: each server walks
+them over the events it holds (its room's own index).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ TABLES = ("events", "deliveries", "state", "traffic", "membership")
 def conflict_heavy(algorithm: str):
     return load_scenario({
         "simulation": {"seed": 11, "duration": "12m", "state_resolution": algorithm},
-        "servers": {"count": 6, "users_per_server": 3},
+        "servers": {"count": 7, "users_per_server": 3, "malicious": ["hs6"]},
         "network": {"latency": {"model": "lognormal", "median": "300ms", "sigma": 0.8}, "request_loss": 0.05,
                     "partitions": [{"start": "1m", "end": "3m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4", "hs5"]]}]},
         "workload": {"messages_per_user_per_minute": 3, "state_changes_per_minute": 12, "stop": "5m"},
@@ -66,6 +69,18 @@ def test_the_scenario_exercises_the_shortcuts():
     t = res.recorder.tables()
     d = t["deliveries"]
     assert (d["outcome"] == "soft_failed").sum() > 20
+    honest = d["server"].isin(sorted(res.honest))
+    assert ((d["outcome"] == "rejected") & honest).sum() > 5
     assert sum(s.rooms[res.room_id].resolutions for s in res.servers.values()) > 100
     assert res.servers["hs0"].world._memos[res.room_id].hits > 100
     assert t["state"].groupby("t")["state_hash"].nunique().max() > 1
+
+
+def test_auth_chains_are_walked_over_held_events_only():
+    res = simulate(conflict_heavy("v2"))
+    indexes = {id(s.rooms[res.room_id].graph.auth_chains) for s in res.servers.values()}
+    assert len(indexes) == len(res.servers)
+    for s in res.servers.values():
+        room = s.rooms[res.room_id]
+        for eid in list(room.graph.events)[:50]:
+            assert room.graph.auth_chain(eid) <= set(room.events), s.name

@@ -20,7 +20,7 @@ def make_world(*, servers: int = 4, users: int = 2, services: dict | None = None
         "servers": {"count": servers, "users_per_server": users},
         "network": {"latency": {"model": "constant", "ms": 20}},
         "workload": {"messages_per_user_per_minute": 0, "state_changes_per_minute": 0},
-        "federation": {"dummy_events": {"enabled": False}},
+        "homeserver": {"dummy_events": {"enabled": False}},
         "services": services if services is not None else {"presence": {"enabled": True, **QUIET}},
         **extra,
     }

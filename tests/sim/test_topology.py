@@ -20,6 +20,13 @@ from simfed.sim.world import simulate
 
 STRATEGIES = ("full_mesh", "relay", "gossip", "tree")
 
+# These tests compare how strategies spread events under whole-request loss,
+# not Synapse's gap handling: with Synapse's defaults a push whose prevs
+# cannot be fetched is dropped and holes wait for a reader to paginate
+# (tests/sim/test_world.py shows both). Opt into the deviations that model
+# retrying gap fills and readers paginating back, as every run did before.
+RECOVERY = {"gap_fill_retries": 8, "history_backfill": "1m"}
+
 
 def scenario(seed: int = 0, *, strategy: str = "full_mesh", count: int = 8, topology: dict | None = None, **sections):
     base = {
@@ -28,6 +35,7 @@ def scenario(seed: int = 0, *, strategy: str = "full_mesh", count: int = 8, topo
         "network": {"latency": {"model": "lognormal", "median": "50ms", "sigma": 0.5}},
         "workload": {"messages_per_user_per_minute": 1, "state_changes_per_minute": 1, "stop": "5m"},
         "topology": {"strategy": strategy, **(topology or {})},
+        "homeserver": dict(RECOVERY),
     }
     for k, v in sections.items():
         base.setdefault(k, {}).update(v)
@@ -288,3 +296,64 @@ def test_an_event_sent_while_views_of_the_membership_differ_still_arrives(strate
         missing = [n for n, s in w.servers.items() if s.has_member(w.room_id)
                    and sent["id"] not in s.rooms[w.room_id].status]
         assert missing == [], (delay_ms, missing)
+
+
+def test_tree_learns_a_failed_link_from_failed_transactions_not_the_network():
+    """A link change does not rebuild the tree (servers do not see the
+    network); the sender keeps its tree neighbour until its own transactions
+    to it fail, then also sends to that neighbour's children."""
+    from simfed.metrics import Recorder
+    from simfed.sim.changes import schedule_changes
+    from simfed.sim.world import World
+
+    def world(changes):
+        sc = scenario(21, strategy="tree", count=6,
+                      topology={"graph": {"model": "grid", "rows": 2, "cols": 3, "edge_latency": "20ms"},
+                                "changes": changes},
+                      workload={"messages_per_user_per_minute": 0, "state_changes_per_minute": 0})
+        w = World(sc, Recorder())
+        w.workload.start()
+        schedule_changes(w)
+        w.env.run(until=30_000)
+        return w
+
+    w = world([{"kind": "link", "at": "1m", "between": ["0", "1"]}])
+    members = frozenset(n for n, s in w.servers.items() if s.has_member(w.room_id))
+    before = {n: w.fanout.neighbours(members, n, n) for n in members}
+    w.env.run(until=61_000)
+    assert {n: w.fanout.neighbours(members, n, n) for n in members} == before
+
+    sc = scenario(23, strategy="tree", count=6, topology={"tree": {"mode": "origin", "degree": 2},
+                                                          "changes": [{"kind": "link", "at": "1m",
+                                                                       "between": ["hs0", "hs1"]}]},
+                  workload={"messages_per_user_per_minute": 0, "state_changes_per_minute": 0})
+    w = World(sc, Recorder())
+    w.workload.start()
+    schedule_changes(w)
+    w.env.run(until=61_000)
+    hs0, rid = w.servers["hs0"], w.room_id
+    room = hs0.rooms[rid]
+    members = frozenset(n for n, s in w.servers.items() if s.has_member(rid))
+    children = w.fanout.neighbours(members, "hs1", "hs0")
+    assert children and "hs1" in w.fanout.neighbours(members, "hs0", "hs0")
+    ev = hs0.create_event(rid, "@u0:hs0", "m.room.message", {"msgtype": "m.text", "body": "x"})
+    assert not children & w.fanout.destinations(hs0, room, ev, set())
+    w.env.run(until=200_000)  # hs0's transaction to hs1 has timed out
+    assert hs0.sender.failed_attempts("hs1") > 0
+    assert children <= w.fanout.destinations(hs0, room, ev, set())
+
+
+def test_joins_go_through_servers_the_joiner_knows_of():
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    sc = scenario(22, count=4, workload={"messages_per_user_per_minute": 0, "state_changes_per_minute": 0},
+                  servers={"count": 4, "malicious": ["hs0"]})
+    w = World(sc, Recorder())
+    creator = w.room_id.partition(":")[2]
+    assert creator == "hs1"  # the first honest server creates the room
+    assert w.servers["hs3"].join_candidates(w.room_id) == ["hs1"]
+    w.workload.start()
+    w.env.run(until=60_000)
+    hs3 = w.servers["hs3"]
+    assert set(hs3.join_candidates(w.room_id)) == hs3.joined_servers(hs3.rooms[w.room_id]) - {"hs3"}

@@ -24,6 +24,12 @@ def scenario(seed: int = 0, **sections):
     return load_scenario(base)
 
 
+# Opt-in deviations from Synapse: retry a failed gap fill, and readers
+# paginating back fill the holes that get_missing_events' limit leaves.
+# Tests of convergence under whole-request loss (a nemesis) use them.
+RECOVERY = {"gap_fill_retries": 8, "history_backfill": "1m"}
+
+
 def held(res, server):
     room = res.servers[server].rooms[res.room_id]
     return set(room.status) | set(room.graph.outliers)
@@ -66,7 +72,9 @@ def test_no_loss_every_event_everywhere_same_extremities_and_state():
 @pytest.mark.parametrize("case", ["loss", "partition", "crash"])
 def test_converges_once_healthy_and_quiet(case):
     extra = {
-        "loss": {"network": {"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}}},
+        # 30% of whole requests lost: Synapse alone drops pushes whose gap
+        # fill fails (see test_synapse_defaults_drop_a_push_whose_gap_fill_fails)
+        "loss": {"network": {"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}}, "homeserver": RECOVERY},
         "partition": {"network": {"partitions": [{"start": "1m", "end": "3m",
                                                    "groups": [["hs0", "hs1"], ["hs2", "hs3", "hs4"]]}]}},
         "crash": {"faults": [{"kind": "crash", "server": "hs2", "at": "1m", "restart": "2m30s"}]},
@@ -85,11 +93,13 @@ def test_convergence_property_over_seeds(seed):
         network={"loss": 0.3, "loss_window": {"start": "10s", "end": "3m"},
                  "partitions": [{"start": "30s", "end": "2m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4"]]}]},
         faults=[{"kind": "crash", "server": f"hs{seed % 5}", "at": "1m", "restart": "3m"}],
+        homeserver=RECOVERY,
     ))
     assert_converged(res)
 
 
-def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch():
+@pytest.mark.parametrize("readers", [False, True])
+def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch(readers):
     # A partition longer than a transaction attempt's retries (~20 min):
     # senders give up, enter catch-up and later send only their newest
     # events, so hs2 faces a gap far longer than get_missing_events' limit.
@@ -100,6 +110,7 @@ def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch():
         servers={"count": 3, "users_per_server": 2},
         workload={"messages_per_user_per_minute": 1, "state_changes_per_minute": 1, "stop": "45m"},
         network={"partitions": [{"start": "1m", "end": "40m", "groups": [["hs0", "hs1"], ["hs2"]]}]},
+        homeserver={"history_backfill": "1m" if readers else "0s"},
     ))
     hs2 = res.servers["hs2"]
     assert hs2.counters["request:get_missing_events"] >= 1
@@ -107,7 +118,34 @@ def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch():
     d = res.recorder.tables()["deliveries"]
     at2 = d[d["server"] == "hs2"]
     assert (at2["via"] == "state_fetch").any()
-    assert_converged(res)
+    if readers:
+        assert_converged(res)
+        return
+    # Synapse without readers: the state is bridged, the events inside the
+    # gap stay a hole in hs2's room DAG until a client paginates back.
+    states = res.final_states()
+    members = sorted(n for n in res.honest if in_room(res, n))
+    assert "hs2" in members and len({str(sorted(states[n].items())) for n in members}) == 1
+    room2 = hs2.rooms[res.room_id]
+    assert [e for e in room2.graph.backward_extremities if e not in room2.graph]
+    assert hs2.counters["request:backfill"] == 1  # the one after its join
+
+
+def test_synapse_defaults_drop_a_push_whose_gap_fill_fails():
+    """Synapse rejects a pushed event whose prev_events it could not fetch
+    (gap_fill_retries = 0); with retries (a deviation) it is fetched later."""
+    def run(retries):
+        res = simulate(scenario(1, network={"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}},
+                                homeserver={"gap_fill_retries": retries}))
+        d = res.recorder.tables()["deliveries"]
+        return d[(d["outcome"] == "dropped") & (d["reason"].astype(str) == "missing_prev_events")], d
+
+    dropped, _ = run(0)
+    assert len(dropped) > 0
+    dropped8, d8 = run(8)
+    late = [eid for eid, srv in zip(dropped8["event_id"], dropped8["server"])
+            if ((d8["event_id"] == eid) & (d8["server"] == srv) & (d8["outcome"] != "dropped")).any()]
+    assert len(dropped8) < len(dropped) or late
 
 
 def test_forged_and_badly_signed_events_are_dropped_counted_and_the_run_goes_on():
@@ -117,7 +155,8 @@ def test_forged_and_badly_signed_events_are_dropped_counted_and_the_run_goes_on(
     dropped = d[(d["outcome"] == "dropped") & d["server"].isin(sorted(res.honest))]
     reasons = set(dropped["reason"].astype(str))
     assert {"missing_signature", "bad_signature"} <= reasons
-    forged_ids = set(dropped["event_id"].astype(str))
+    forged = dropped[dropped["reason"].astype(str).isin(["missing_signature", "bad_signature"])]
+    forged_ids = set(forged["event_id"].astype(str))
     for n in res.honest:
         assert not forged_ids & set(res.servers[n].rooms[res.room_id].status), n
     assert_converged(res)
@@ -161,7 +200,7 @@ def test_dummy_events_bound_forward_extremities():
             1, simulation={"seed": 1, "duration": "7m"}, servers={"count": 8, "users_per_server": 1},
             workload={"messages_per_user_per_minute": 60, "state_changes_per_minute": 0, "stop": "2m"},
             network={"latency": {"model": "constant", "ms": 2000}},
-            federation={"dummy_events": {"enabled": enabled, "extremities_threshold": threshold}},
+            homeserver={"dummy_events": {"enabled": enabled, "extremities_threshold": threshold}},
         ))
         assert_converged(res)
         st = res.recorder.tables()["state"]
@@ -174,3 +213,59 @@ def test_dummy_events_bound_forward_extremities():
     assert sum(s.counters["dummy_events"] for s in without.servers.values()) == 0
     assert bounded <= threshold
     assert unbounded > threshold + 2
+
+
+def test_unpushed_dummy_events_stay_at_their_server():
+    res = simulate(scenario(
+        7, simulation={"seed": 7, "duration": "20m"}, servers={"count": 8, "users_per_server": 2},
+        workload={"messages_per_user_per_minute": 20, "state_changes_per_minute": 0, "stop": "11m"},
+        network={"latency": {"model": "constant", "ms": 400}},
+        homeserver={"dummy_events": {"enabled": True, "extremities_threshold": 2}},
+    ))
+    assert sum(s.counters["dummy_events"] for s in res.servers.values()) > 0
+    states = res.final_states()
+    assert len({str(sorted(s.items())) for s in states.values()}) == 1
+    # Synapse does not push dummy events: the last ones (cited by nothing
+    # later) stay at their server; every other event reached everyone.
+    t = res.recorder.tables()
+    ev = t["events"]
+    for n, s in res.servers.items():
+        missing = set(ev["event_id"]) - set(s.rooms[res.room_id].graph.events)
+        assert set(ev[ev["event_id"].isin(missing)]["type"]) <= {"org.matrix.dummy_event"}, n
+
+
+def test_pushed_dummy_events_converge():
+    res = simulate(scenario(
+        7, simulation={"seed": 7, "duration": "20m"}, servers={"count": 8, "users_per_server": 2},
+        workload={"messages_per_user_per_minute": 20, "state_changes_per_minute": 0, "stop": "11m"},
+        network={"latency": {"model": "constant", "ms": 400}},
+        homeserver={"dummy_events": {"enabled": True, "extremities_threshold": 2, "push": True}},
+    ))
+    assert sum(s.counters["dummy_events"] for s in res.servers.values()) > 0
+    assert_converged(res)
+
+
+def test_catch_up_sends_what_synapse_sends():
+    """The newest PDU queued for the destination while it is still a forward
+    extremity; else the extremities stored since the destination's last
+    accepted PDU (or that PDU); nothing to a destination never reached."""
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    w = World(scenario(8, servers={"count": 3, "users_per_server": 1},
+                       network={"latency": {"model": "constant", "ms": 20}},
+                       workload={"messages_per_user_per_minute": 0, "state_changes_per_minute": 0}), Recorder())
+    w.workload.start()
+    w.env.run(until=10_000)
+    hs0, rid = w.servers["hs0"], w.room_id
+    assert all(w.servers[n].has_member(rid) for n in ("hs1", "hs2"))
+    ev = hs0.create_event(rid, "@u0:hs0", "m.room.message", {"msgtype": "m.text", "body": "x"})
+    w.env.run(until=20_000)
+    assert hs0.catchup_events("hs1", [rid]) == [(rid, [ev])]
+    # hs1 moves on without hs0's help: our newest PDU for hs1 is no longer
+    # an extremity; the newer extremity is sent instead.
+    ev1 = w.servers["hs1"].create_event(rid, "@u0:hs1", "m.room.message", {"msgtype": "m.text", "body": "y"})
+    w.env.run(until=30_000)
+    assert hs0.rooms[rid].forward_extremities == {ev1.event_id}
+    assert hs0.catchup_events("hs1", [rid]) == [(rid, [ev1])]
+    assert hs0.catchup_events("elsewhere", [rid]) == []
