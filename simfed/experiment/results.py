@@ -474,8 +474,10 @@ def headline_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         why.append("states differ at the end")
     if s.get("auth_disagreements"):
         why.append(f"{s['auth_disagreements']} auth disagreements")
+    gaps = s.get("events_lost_in_gaps") or 0
+    in_gaps = f" ({gaps} of them only as outliers, in timeline gaps)" if gaps else ""
     rows = [
-        ("events", f"{s.get('events_created', 0)} created, {lost} lost"),
+        ("events", f"{s.get('events_created', 0)} created, {lost} lost{in_gaps}"),
         ("converged", "yes" if s.get("converged") else "NO" + (f" ({'; '.join(why)})" if why else "")),
         ("event convergence", f"p50 {_censored_ms(ec, 'p50')}, p95 {_censored_ms(ec, 'p95')}, "
                               f"p99 {_censored_ms(ec, 'p99')}, max {_censored_ms(ec, 'max')} "

@@ -64,6 +64,7 @@ events were lost (``events_lost``) beside the percentiles. Plain
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 
@@ -299,6 +300,71 @@ def event_convergence(
     out["convergence_ms"] = out["converged_at"] - out["created_at"]
     out["lost"] = out["n_held"] < out["n_expected"]
     return out.drop(columns=["last_t"]).reset_index(drop=True)
+
+
+def lost_in_gaps(
+    tables: Tables,
+    honest: Iterable[str] | None = None,
+    end_t: float | None = None,
+    *,
+    held_outcomes: Iterable[str] = HELD_OUTCOMES,
+) -> set[str]:
+    """Lost events (see :func:`event_convergence`) that sit in timeline gaps
+    of every expected server lacking them in its DAG at ``end_t``.
+
+    An event E is in a gap at server S when S holds E as an outlier (fetched
+    as a state or auth event while bridging a gap), or when S holds in its DAG
+    a descendant of E (E is behind one of S's backward extremities). Synapse
+    fetches at most ``get_missing_events_limit`` missing events and leaves the
+    rest of a gap until a reader paginates back: such an event is reachable by
+    backfill from S. The other lost events never reached some server and
+    nothing S holds leads to them. Descendants come from the ``pdus`` table
+    (each stored event's prev_events); without it only outliers count.
+    """
+    hs, end = _resolve(tables, honest, end_t)
+    exp = expected_holders(tables, hs, end)[["event_id", "server"]]
+    timeline = held_at(tables, end, held_outcomes=held_outcomes)[["event_id", "server"]]
+    anywhere = held_at(tables, end, held_outcomes=held_outcomes, stages=STAGES)[["event_id", "server"]]
+    x = exp.merge(timeline.assign(in_dag=True), on=["event_id", "server"], how="left")
+    missing = x[x["in_dag"].isna()][["event_id", "server"]]
+    if missing.empty:
+        return set()
+    outliers = set(zip(_strs(anywhere["event_id"]), _strs(anywhere["server"])))
+    in_dag: dict[str, set[str]] = {}
+    for eid, server in zip(_strs(timeline["event_id"]), _strs(timeline["server"])):
+        in_dag.setdefault(server, set()).add(eid)
+    children = _children(tables)
+
+    def behind_gap(eid: str, server: str) -> bool:
+        if (eid, server) in outliers:
+            return True
+        held = in_dag.get(server, set())
+        seen, todo = {eid}, [eid]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child in held:
+                    return True
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        return False
+
+    gap = {}
+    for eid, server in zip(_strs(missing["event_id"]), _strs(missing["server"])):
+        gap[eid] = gap.get(eid, True) and behind_gap(eid, server)
+    return {eid for eid, ok in gap.items() if ok}
+
+
+def _children(tables: Tables) -> dict[str, list[str]]:
+    """Event id -> the stored events that cite it as a prev event (from ``pdus``)."""
+    pdus = tables.get("pdus")
+    children: dict[str, list[str]] = {}
+    if pdus is None or pdus.empty:
+        return children
+    for eid, pdu in zip(_strs(pdus["event_id"]), pdus["pdu"].astype(object)):
+        for prev in json.loads(pdu).get("prev_events", ()):
+            children.setdefault(prev, []).append(eid)
+    return children
 
 
 def delivery_latency(

@@ -7,6 +7,11 @@ Definitions (copied into the README)
                           server that should hold them does not hold in its
                           room DAG at ``end_t`` (an outlier copy does not
                           count; see :mod:`simfed.metrics.convergence`)
+``events_lost_in_gaps``   of those, the events that every server lacking
+                          them in its DAG holds as an outlier: it fetched
+                          them as state while bridging a timeline gap that
+                          Synapse leaves until a reader paginates back
+                          (``homeserver.history_backfill`` models readers)
 ``converged``             true when all of: every event that entered an
                           honest server's DAG (accepted or soft-failed there
                           by at least one honest server; this includes every
@@ -94,6 +99,7 @@ from simfed.metrics.convergence import (
     censored_percentiles,
     deliveries,
     event_convergence,
+    lost_in_gaps,
     state_convergence,
 )
 from simfed.metrics.divergence import agreement_since, divergence
@@ -185,6 +191,7 @@ def headline(
     out = {
         "events_created": int(len(conv)),
         "events_lost": lost,
+        "events_lost_in_gaps": len(lost_in_gaps(tables, hs, end) & set(honest_ev["event_id"])) if lost else 0,
         "converged": converged,
         "event_convergence_ms": censored_percentiles(conv_ms),
         "state_converged": state_ok,

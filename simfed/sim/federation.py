@@ -209,7 +209,11 @@ class FederationSender:
         if self._crashed:
             return
         q = self._queue(destination)
-        if not q.catching_up:
+        # While catching up, catch-up sends what is newest; but a destination
+        # never reached has nothing to catch up from, so its PDUs are queued
+        # (Synapse's send_pdu: queue unless catching up with a known last
+        # successful stream ordering).
+        if not q.catching_up or p.last_sent is None:
             q.pdus.append((pdu, room_id, size, self._gen))
         self._wake(destination)
 

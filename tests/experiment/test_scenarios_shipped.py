@@ -58,6 +58,12 @@ for _name in ("full-mesh", "gossip", "tree"):
 REDUCED_EXTRA["topology-relay"] = _TOPOLOGY + ['topology.relay.hubs=["hs0", "hs2"]']
 
 
+#: Scenarios whose header says a few events may stay in timeline gaps (held
+#: as outliers after a long partition: Synapse fetches at most 10 missing
+#: events and leaves the rest until a reader paginates back).
+TIMELINE_GAPS_EXPECTED = {"pinned-lossy-partition"}
+
+
 def reduced(path: Path) -> list[str]:
     return REDUCED + REDUCED_EXTRA.get(path.stem, [])
 
@@ -98,8 +104,11 @@ def test_scenario_runs_at_reduced_size(path, tmp_path):
     s = res.summary
     assert s["complete"] is True
     assert s["events_created"] > 0
-    assert s["events_lost"] == 0, s
-    assert s["converged"] is True, s
+    assert s["state_converged"] and s["auth_disagreements"] == 0, s
+    assert s["events_lost"] == s["events_lost_in_gaps"], "an event never reached some server"
+    if path.stem not in TIMELINE_GAPS_EXPECTED:
+        assert s["events_lost"] == 0, s
+        assert s["converged"] is True, s
     assert (tmp_path / "summary.json").exists()
 
 

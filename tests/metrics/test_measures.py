@@ -15,6 +15,7 @@ from simfed.metrics import (
     delivery_latency,
     event_convergence,
     headline,
+    lost_in_gaps,
 )
 from simfed.metrics.agreement import fault_agreement
 from simfed.metrics.outcomes import outcome_agreement
@@ -70,6 +71,43 @@ def test_outlier_that_never_enters_the_dag_is_lost():
     assert conv["lost"].item() and math.isnan(conv["convergence_ms"].item())
     h = headline(r.tables(), end_t=5000.0)
     assert h["events_lost"] == 1 and h["converged"] is False
+
+
+def test_lost_events_held_only_as_outliers_are_counted_as_in_gaps():
+    r = world()
+    create(r, 0.0, "a", "$gap")   # b has it in its DAG, c only as an outlier: in a gap at c
+    r.event_outcome(10.0, "b", "$gap", R, "accepted", "push")
+    r.event_outcome(50.0, "c", "$gap", R, "accepted", "state_fetch", stage="outlier")
+    create(r, 0.0, "a", "$never")  # b has it as an outlier, c never saw it: lost outright
+    r.event_outcome(60.0, "b", "$never", R, "accepted", "state_fetch", stage="outlier")
+    create(r, 0.0, "a", "$ok")
+    for s_ in ("b", "c"):
+        r.event_outcome(20.0, s_, "$ok", R, "accepted", "push")
+    agreeing_states(r)
+    assert lost_in_gaps(r.tables(), end_t=5000.0) == {"$gap"}
+    h = headline(r.tables(), end_t=5000.0)
+    assert (h["events_lost"], h["events_lost_in_gaps"], h["converged"]) == (2, 1, False)
+    assert dict(headline_lines(h))["events"] == "3 created, 2 lost (1 of them only as outliers, in timeline gaps)"
+
+
+def test_lost_events_behind_a_backward_extremity_are_in_gaps():
+    import pandas as pd
+
+    r = world()
+    create(r, 0.0, "a", "$old")      # c holds its child $new but not $old: $old is behind c's gap
+    create(r, 1.0, "a", "$new")
+    create(r, 2.0, "a", "$lone")     # nothing c holds cites $lone: it never reached c
+    for eid in ("$old", "$new", "$lone"):
+        r.event_outcome(10.0, "b", eid, R, "accepted", "push")
+    r.event_outcome(20.0, "c", "$new", R, "accepted", "push")
+    agreeing_states(r)
+    tables = r.tables()
+    prevs = {"$old": [], "$new": ["$old"], "$lone": ["$old"]}
+    tables["pdus"] = pd.DataFrame({"run_id": "run", "event_id": list(prevs), "room_id": R,
+                                   "pdu": [json.dumps({"prev_events": p}) for p in prevs.values()]})
+    assert lost_in_gaps(tables, end_t=5000.0) == {"$old"}
+    del tables["pdus"]
+    assert lost_in_gaps(tables, end_t=5000.0) == set()  # without PDUs only outliers count
 
 
 # -- 2. lost events make percentiles censored -----------------------------

@@ -1,6 +1,13 @@
 """The pinned example scenario of issue 12 (12 servers over SimBlock regions,
-5% packet loss, partition 2m-5m, crash 6m-6m30s, workload until 7m, 10m):
-with loss at the packet layer it converges with nothing lost."""
+5% packet loss, partition 2m-5m, crash 6m-6m30s, workload until 7m, 10m).
+
+With loss at the packet layer nothing collapses: on every seed the states
+agree, the servers agree on every auth decision, and no event fails to reach
+a server. With Synapse's defaults a server that bridged a long gap after the
+partition holds a few events only as outliers (fetched as state; Synapse
+leaves the rest of a gap until a reader paginates back): those are the only
+events reported lost, and with readers modelled (`homeserver.history_backfill`)
+nothing is lost at all."""
 
 from __future__ import annotations
 
@@ -8,45 +15,38 @@ from pathlib import Path
 
 import pytest
 
+from simfed.experiment.runner import run_scenario
 from simfed.experiment.scenario import load_scenario
-from simfed.sim.world import simulate
 
 PINNED = Path(__file__).resolve().parents[2] / "scenarios" / "pinned-lossy-partition.toml"
 
 
-def run(seed: int, **overrides):
+def run(seed: int, **overrides) -> dict:
     sc = load_scenario(PINNED, overrides=[f"simulation.seed={seed}", *(f"{k}={v}" for k, v in overrides.items())])
-    return simulate(sc)
-
-
-def lost_and_states(res):
-    """Events some honest server in the room never entered into its room DAG
-    (accepted, soft-failed or rejected, not just an outlier), and the
-    distinct final states."""
-    created = set(res.recorder.tables()["events"]["event_id"])
-    honest = [n for n in sorted(res.honest) if res.room_id in res.servers[n].rooms]
-    lost = set()
-    for n in honest:
-        lost |= created - set(res.servers[n].rooms[res.room_id].status)
-    states = {tuple(sorted(res.final_states()[n].items())) for n in honest}
-    return created, lost, states
+    return run_scenario(sc, out_dir=None, progress=False, plots=False).summary
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 7, 8])
-def test_pinned_scenario_converges_with_nothing_lost(seed):
-    res = run(seed)
-    assert res.completed
-    created, lost, states = lost_and_states(res)
-    assert len(created) > 300
-    assert lost == set(), f"seed {seed}: {len(lost)} of {len(created)} events missing somewhere"
-    assert len(states) == 1, f"seed {seed}: {len(states)} distinct final states"
+def test_pinned_scenario_loses_nothing_but_timeline_gaps_under_synapse_defaults(seed):
+    s = run(seed)
+    assert s["complete"] and s["events_created"] > 300
+    assert s["state_converged"], f"seed {seed}: {s['max_divergence']['distinct_states_at_end']} final states"
+    assert s["auth_disagreements"] == 0
+    assert s["events_lost"] == s["events_lost_in_gaps"], f"seed {seed}: events lost outright"
+    assert s["events_lost"] <= 0.05 * s["events_created"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_pinned_scenario_converges_with_nothing_lost_when_readers_close_gaps(seed):
+    s = run(seed, **{"homeserver.history_backfill": "1m"})
+    assert s["converged"] and s["events_lost"] == 0, f"seed {seed}: {s['events_lost']} lost"
 
 
 @pytest.mark.slow
 def test_whole_request_loss_is_the_nemesis():
     """The same 5% applied to whole HTTP messages (network.request_loss, the
     old model) still breaks the run: the contrast the TCP model removes."""
-    res = run(1, **{"network.loss": 0, "network.request_loss": 0.05})
-    _created, lost, _states = lost_and_states(res)
-    assert lost
+    s = run(1, **{"network.loss": 0, "network.request_loss": 0.05})
+    assert s["events_lost"] > s["events_lost_in_gaps"]
