@@ -74,7 +74,7 @@ def test_converges_once_healthy_and_quiet(case):
     extra = {
         # 30% of whole requests lost: Synapse alone drops pushes whose gap
         # fill fails (see test_synapse_defaults_drop_a_push_whose_gap_fill_fails)
-        "loss": {"network": {"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}}, "homeserver": RECOVERY},
+        "loss": {"network": {"request_loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}}, "homeserver": RECOVERY},
         "partition": {"network": {"partitions": [{"start": "1m", "end": "3m",
                                                    "groups": [["hs0", "hs1"], ["hs2", "hs3", "hs4"]]}]}},
         "crash": {"faults": [{"kind": "crash", "server": "hs2", "at": "1m", "restart": "2m30s"}]},
@@ -90,7 +90,7 @@ def test_convergence_property_over_seeds(seed):
     """Every honest server converges after loss, a partition and a crash heal."""
     res = simulate(scenario(
         seed,
-        network={"loss": 0.3, "loss_window": {"start": "10s", "end": "3m"},
+        network={"request_loss": 0.3, "loss_window": {"start": "10s", "end": "3m"},
                  "partitions": [{"start": "30s", "end": "2m", "groups": [["hs0", "hs1", "hs2"], ["hs3", "hs4"]]}]},
         faults=[{"kind": "crash", "server": f"hs{seed % 5}", "at": "1m", "restart": "3m"}],
         homeserver=RECOVERY,
@@ -135,7 +135,7 @@ def test_synapse_defaults_drop_a_push_whose_gap_fill_fails():
     """Synapse rejects a pushed event whose prev_events it could not fetch
     (gap_fill_retries = 0); with retries (a deviation) it is fetched later."""
     def run(retries):
-        res = simulate(scenario(1, network={"loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}},
+        res = simulate(scenario(1, network={"request_loss": 0.3, "loss_window": {"start": "20s", "end": "4m"}},
                                 homeserver={"gap_fill_retries": retries}))
         d = res.recorder.tables()["deliveries"]
         return d[(d["outcome"] == "dropped") & (d["reason"].astype(str) == "missing_prev_events")], d
