@@ -212,6 +212,21 @@ def test_default_catchup_sends_only_newest_per_room():
     assert not sender.is_catching_up("b") and sender.undelivered_rooms("b") == ()
 
 
+def test_after_restart_a_destination_never_reached_still_gets_new_pdus():
+    """A restarted sender catches up every destination with undelivered PDUs;
+    one it never reached has nothing to catch up from (Synapse: no last
+    successful stream ordering), so a PDU sent meanwhile is queued, not left
+    to a catch-up that sends nothing."""
+    env, net, sender, recv, obs = world(provider=lambda destination, room_ids: [])
+    sender.crash()
+    sender.send_pdu("b", Pdu("$while-down", "!r"), "!r")
+    sender.restart()
+    assert sender.is_catching_up("b")
+    sender.send_pdu("b", Pdu("$new", "!r"), "!r")
+    env.run(until=10 * MIN)
+    assert [p.event_id for p in recv.pdus] == ["$new"]
+
+
 def test_crash_drops_queue_and_restart_catches_up_newest():
     calls = []
 
