@@ -28,29 +28,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
 
-
-def _oracle_dir() -> str:
-    env = os.environ.get("SIMFED_ORACLE_DIR")
-    if env:
-        return env
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.normpath(os.path.join(repo, "..", "shared", "oracle"))
-
-
-def _per_item(fn, items, repeats: int) -> float:
-    """Median over repeats of (time of fn over all items) / len(items)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for it in items:
-            fn(it)
-        times.append((time.perf_counter() - t0) / len(items))
-    return statistics.median(times)
+from _oracle_common import median_per_item, oracle_dir
 
 
 def main() -> int:
@@ -58,7 +40,7 @@ def main() -> int:
     p.add_argument("input")
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
-    sys.path.insert(0, _oracle_dir())
+    sys.path.insert(0, oracle_dir())
     import synapse_oracle as so  # noqa: E402  (needs the path above)
     from signedjson.key import generate_signing_key
 
@@ -87,9 +69,9 @@ def main() -> int:
     out = {
         "synapse_version": so.SYNAPSE_VERSION,
         "events": len(events),
-        "verify_s": _per_item(verify, events, repeats),
-        "hash_s": _per_item(lambda ev: so.compute_content_hash(ev.get_pdu_json(), hashlib.sha256), events, repeats),
-        "sign_s": _per_item(sign, unsigned, repeats),
+        "verify_s": median_per_item(verify, events, repeats),
+        "hash_s": median_per_item(lambda ev: so.compute_content_hash(ev.get_pdu_json(), hashlib.sha256), events, repeats),
+        "sign_s": median_per_item(sign, unsigned, repeats),
     }
     auth_times = []
     for _ in range(repeats):

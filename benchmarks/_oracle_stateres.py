@@ -16,18 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
-
-def _oracle_dir() -> str:
-    env = os.environ.get("SIMFED_ORACLE_DIR")
-    if env:
-        return env
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(repo, "tests", "oracle")
+from _oracle_common import oracle_dir
 
 
 def main() -> int:
@@ -35,7 +28,7 @@ def main() -> int:
     p.add_argument("input")
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
-    sys.path.insert(0, _oracle_dir())
+    sys.path.insert(0, oracle_dir())
     import synapse_oracle as so  # noqa: E402  (needs the path above)
 
     with open(a.input) as f:

@@ -48,6 +48,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # for tests/roomgen.py
 
+from _oracle_common import median_per_item  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from simfed.protocol import derive_server_key, process_room  # noqa: E402
@@ -69,25 +70,15 @@ ORACLE_SCRIPT = os.path.join(REPO, "benchmarks", "_oracle_processing.py")
 DB_WRITE_MS = 2.0
 
 
-def _median_per_op(fn, items, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for it in items:
-            fn(it)
-        times.append((time.perf_counter() - t0) / len(items))
-    return statistics.median(times)
-
-
 def raw_crypto(messages: list[bytes], repeats: int) -> dict:
     """pynacl verify/sign and SHA-256 on the given canonical messages."""
     sk = SigningKey(hashlib.sha256(b"calibration").digest())
     vk = sk.verify_key
     signed = [(m, sk.sign(m).signature) for m in messages]
     return {
-        "verify_s": _median_per_op(lambda ms: vk.verify(ms[0], ms[1]), signed, repeats),
-        "sign_s": _median_per_op(sk.sign, messages, repeats),
-        "sha256_s": _median_per_op(lambda m: hashlib.sha256(m).digest(), messages, repeats),
+        "verify_s": median_per_item(lambda ms: vk.verify(ms[0], ms[1]), signed, repeats),
+        "sign_s": median_per_item(sk.sign, messages, repeats),
+        "sha256_s": median_per_item(lambda m: hashlib.sha256(m).digest(), messages, repeats),
     }
 
 
