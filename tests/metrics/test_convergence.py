@@ -210,7 +210,7 @@ import json  # noqa: E402
 from simfed.metrics import headline, messages_per_event, traffic_by_kind  # noqa: E402
 
 HEADLINE_KEYS = {
-    "events_created", "events_lost", "converged", "event_convergence_ms",
+    "events_created", "events_lost", "events_lost_in_gaps", "converged", "event_convergence_ms",
     "state_convergence_ms", "max_divergence", "messages", "bytes", "rejected",
     "soft_failed", "topology", "state_converged", "state_agreed_since_ms",
     "state_convergence_after_last_fault_ms", "last_fault", "faults",
