@@ -23,7 +23,7 @@ from .authchain import AuthChainIndex
 from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
-from .stateres import get_resolver, resolve_state
+from .stateres import conflicted_keys, get_resolver, resolve_state
 from .toposort import CycleError, toposort
 
 __all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "conflicted_size", "process_room"]
@@ -462,16 +462,10 @@ def conflicted_size(state_sets: Sequence[StateMapT]) -> int:
     those of every key that not all sets map to the same event."""
     if len(state_sets) < 2:
         return 0
-    first = state_sets[0]
-    rest = [s for s in state_sets[1:] if s is not first]
-    keys = set(first)
-    for s in rest:
-        keys.update(s)
+    keys = conflicted_keys(state_sets)
     ids: set[str] = set()
-    for k in keys:
-        v = first.get(k)
-        if any(s.get(k) != v for s in rest):
-            ids.update(s[k] for s in state_sets if k in s)
+    for s in state_sets:
+        ids.update(s[k] for k in keys if k in s)
     return len(ids)
 
 

@@ -312,3 +312,34 @@ def test_causal_order_on_random_rooms():
         b, _ = random_room(random.Random(seed))
         events = b.events()
         _check_causal(events, causal_order(events))
+
+
+def _conflicted_by_definition(state_sets) -> int:
+    """The conflicted state's size straight from its definition: the events
+    of every key that some set maps differently (or not at all)."""
+    keys = set().union(*state_sets)
+    conflicted = {k for k in keys if len({s.get(k) for s in state_sets}) > 1}
+    return len({s[k] for s in state_sets for k in conflicted if k in s})
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conflicted_size_matches_its_definition(seed):
+    import random
+
+    from simfed.protocol.room import conflicted_size
+
+    rnd = random.Random(seed)
+    keys = [("m.room.member", f"@u{i}:s") for i in range(12)] + [("m.room.topic", "")]
+    base_map = {k: f"$e{i}" for i, k in enumerate(keys)}
+    sets = []
+    for _ in range(rnd.randint(1, 4)):
+        m = dict(base_map) if rnd.random() < 0.8 else {}
+        for k in rnd.sample(keys, rnd.randint(0, 5)):
+            if rnd.random() < 0.3:
+                m.pop(k, None)
+            else:
+                m[k] = f"$x{rnd.randint(0, 3)}"
+        sets.append(m)
+    if rnd.random() < 0.3:
+        sets.append(sets[0])  # the same map twice, as servers share maps
+    assert conflicted_size(sets) == _conflicted_by_definition(sets)

@@ -22,6 +22,7 @@ __all__ = [
     "Resolver",
     "StateMap",
     "available_algorithms",
+    "conflicted_keys",
     "register",
     "resolve_state",
 ]
@@ -113,19 +114,23 @@ def resolve_state(
     return resolver(sets, events, ctx)
 
 
+def conflicted_keys(state_sets: Sequence[StateMap]) -> set:
+    """The keys that not every set maps to the same event (a key missing from
+    some set is conflicted): where some set differs from the first, found by
+    a set operation on the (key, event) items, done in C."""
+    first = state_sets[0]
+    first_items = first.items()
+    keys: set = set()
+    for s in state_sets[1:]:
+        if s is not first:
+            keys.update(k for k, _ in first_items ^ s.items())
+    return keys
+
+
 def separate(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str, str], set[str]]]:
     """Split into unconflicted state and conflicted candidates (v2 rules:
     a key missing from some set is conflicted)."""
-    first = state_sets[0]
-    keys = set(first)
-    for s in state_sets[1:]:
-        keys.update(s)
-    unconflicted: dict = {}
-    conflicted: dict[tuple[str, str], set[str]] = {}
-    for k in keys:
-        v0 = first.get(k)
-        if v0 is not None and all(s.get(k) == v0 for s in state_sets[1:]):
-            unconflicted[k] = v0
-        else:
-            conflicted[k] = {s[k] for s in state_sets if k in s}
+    keys = conflicted_keys(state_sets)
+    unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
+    conflicted = {k: {s[k] for s in state_sets if k in s} for k in keys}
     return unconflicted, conflicted
