@@ -6,7 +6,9 @@ once per size, each in its own process (so ``peak_rss_mb`` is that run's
 alone), and prints ``sim_wall_time_s`` (the simulation, without the tables)
 and ``peak_rss_mb`` from each ``summary.json``, with the time ratio of each
 size to the smallest against the work ratio (deliveries grow as the square of
-the server count: 300 servers do 9x the work of 100).
+the server count: 300 servers do 9x the work of 100). Goal (issue 14): the
+time grows no faster than the work, with 20% slack (500 servers <= 30x the
+time of 100, where the work grows 25x).
 
     python benchmarks/bigroom.py                  # 100, 200, 300 servers
     python benchmarks/bigroom.py --sizes 100,500
@@ -23,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+#: the issue's goal: 30x the time for 25x the work
+GOAL_SLACK = 1.2
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "big-room.toml"
 
 
@@ -45,11 +49,13 @@ def main() -> None:
         root = args.keep or Path(tmp)
         rows = [(n, run(n, root / f"n{n}")) for n in sizes]
     n0, s0 = rows[0]
-    print(f"{'servers':>7} {'sim wall s':>10} {'peak MiB':>9} {'time ratio':>10} {'work ratio':>10}")
+    print(f"{'servers':>7} {'sim wall s':>10} {'peak MiB':>9} {'time ratio':>10} {'work ratio':>10} {'goal met':>8}")
     for n, s in rows:
         t = s["sim_wall_time_s"]
-        print(f"{n:>7} {t:>10.1f} {s['peak_rss_mb']:>9.0f} {t / s0['sim_wall_time_s']:>10.2f} "
-              f"{(n / n0) ** 2:>10.2f}")
+        time_ratio, work_ratio = t / s0["sim_wall_time_s"], (n / n0) ** 2
+        print(f"{n:>7} {t:>10.1f} {s['peak_rss_mb']:>9.0f} {time_ratio:>10.2f} {work_ratio:>10.2f} "
+              f"{'yes' if time_ratio <= GOAL_SLACK * work_ratio else 'no':>8}")
+    print(f"goal: time ratio <= {GOAL_SLACK} x work ratio (issue 14: 500 servers <= 30x the time of 100)")
 
 
 if __name__ == "__main__":
