@@ -4,10 +4,15 @@ both the simfed and the oracle environments can import it)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Any
 
 
 def oracle_dir() -> str:
@@ -29,3 +34,17 @@ def median_per_item(fn: Callable[[object], object], items: Iterable[object], rep
             fn(it)
         times.append((time.perf_counter() - t0) / len(items))
     return statistics.median(times)
+
+
+def oracle_input() -> tuple[ModuleType, dict[str, Any], int]:
+    """The command line every oracle script takes (``IN.json [--repeats N]``):
+    the imported ``synapse_oracle`` wrapper, the parsed input, and the repeats."""
+    p = argparse.ArgumentParser()
+    p.add_argument("input")
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    sys.path.insert(0, oracle_dir())
+    import synapse_oracle  # noqa: E402  (needs the path above)
+
+    with open(a.input) as f:
+        return synapse_oracle, json.load(f), max(1, a.repeats)

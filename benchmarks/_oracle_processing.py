@@ -25,29 +25,19 @@ Prints JSON with per-operation seconds (medians over ``--repeats``):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import statistics
 import sys
 import time
 
-from _oracle_common import median_per_item, oracle_dir
+from _oracle_common import median_per_item, oracle_input
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("input")
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args()
-    sys.path.insert(0, oracle_dir())
-    import synapse_oracle as so  # noqa: E402  (needs the path above)
+    so, inp, repeats = oracle_input()
     from signedjson.key import generate_signing_key
-
-    with open(a.input) as f:
-        inp = json.load(f)
     rv = so.room_version(inp.get("room_version", "11"))
-    repeats = max(1, a.repeats)
     vkeys = {s: so.decode_verify_key_bytes("ed25519:1", so.decode_base64(k)) for s, k in inp["keys"].items()}
     raw = [d for room in inp["rooms"] for d in room["events"]]
     events = [so.load_event(d, rv) for d in raw]

@@ -14,25 +14,16 @@ state_sets, mode="persisted")`` (a fresh in-memory store per call).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 
-from _oracle_common import oracle_dir
+from _oracle_common import oracle_input
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("input")
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args()
-    sys.path.insert(0, oracle_dir())
-    import synapse_oracle as so  # noqa: E402  (needs the path above)
-
-    with open(a.input) as f:
-        inp = json.load(f)
+    so, inp, repeats = oracle_input()
     t0 = time.perf_counter()
     rv = so.room_version(inp.get("room_version", "11"))
     events = so.load_events(inp["events"], rv, inp.get("rejected"))
@@ -41,7 +32,7 @@ def main() -> int:
     load_s = time.perf_counter() - t0
 
     times, res = [], None
-    for _ in range(max(1, a.repeats)):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         res = so.resolve_state(rv, events, state_sets, mode="persisted")
         times.append(time.perf_counter() - t0)
