@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import model_validator
 
+from .adversaries import AdversaryConfig
 from .bounds import run_size_problems
 from .base import (
     ConfigProblems,
@@ -42,10 +43,12 @@ class Scenario(_Model):
     topology: TopologyConfig = TopologyConfig()
     services: ServicesConfig = ServicesConfig()
     """EDUs (presence, typing, receipts), profiles, alias directory, identity servers; all off by default."""
+    adversaries: tuple[AdversaryConfig, ...] = ()
+    """Byzantine servers, one behaviour an entry (``[[adversaries]]``); none by default."""
 
     SECTIONS: ClassVar[tuple[str, ...]] = (
         "simulation", "servers", "network", "workload", "faults", "federation", "metrics", "topology",
-        "services", "homeserver",
+        "services", "homeserver", "adversaries",
     )
 
     @model_validator(mode="after")
@@ -74,6 +77,7 @@ class Scenario(_Model):
             if fault.server not in known:
                 problems.append((("faults", k, "server"), fault.server, _unknown_server(fault.server, known)))
         problems += _topology_problems(self.topology, names)
+        problems += _adversary_problems(self, known)
         if isinstance(self.network.latency, RegionsLatency) and self.servers.regions is None:
             problems.append(
                 (
@@ -125,6 +129,28 @@ class Scenario(_Model):
             f"{n} server{'s' if n != 1 else ''}, {format_duration(self.simulation.duration_ms)}, "
             f"{self.simulation.state_resolution}"
         )
+
+
+def _adversary_problems(sc: "Scenario", known: set[str]) -> list[tuple[tuple[str | int, ...], Any, str]]:
+    problems: list[tuple[tuple[str | int, ...], Any, str]] = []
+    for k, adv in enumerate(sc.adversaries):
+        if adv.server not in known:
+            problems.append((("adversaries", k, "server"), adv.server, _unknown_server(adv.server, known)))
+        for i, name in enumerate(adv.targets):
+            if name not in known:
+                problems.append((("adversaries", k, "targets", i), name, _unknown_server(name, known)))
+        victim = getattr(adv, "victim", None)
+        if victim is not None:
+            if victim not in known:
+                problems.append((("adversaries", k, "victim"), victim, _unknown_server(victim, known)))
+            elif victim == adv.server:
+                problems.append((("adversaries", k, "victim"), victim,
+                                 f"{show(victim)} is the adversary itself (the victim is another server)"))
+    bad = set(sc.servers.malicious) | {a.server for a in sc.adversaries}
+    if sc.adversaries and known and bad >= known:
+        problems.append((("adversaries",), sorted(bad),
+                         "every server is an adversary (at least one honest server must create the room)"))
+    return problems
 
 
 def _topology_problems(topo: TopologyConfig, names: tuple[str, ...]) -> list[tuple[tuple[str | int, ...], Any, str]]:

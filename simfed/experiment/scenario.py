@@ -50,7 +50,7 @@ _NO_VALUE: Any = type("_NoValue", (), {"__repr__": lambda self: "<no value>"})()
 
 # Keys whose value selects a member of a tagged union; pydantic puts the tag
 # into error locations, and we leave it out of TOML paths.
-_DISCRIMINATORS = ("model", "kind", "distribution")
+_DISCRIMINATORS = ("model", "kind", "distribution", "behaviour")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ Auxiliary tables, needed by the convergence and divergence measures:
 ``membership``     run_id, t, server, room_id, joined
 ``perturbations``  run_id, t, kind, detail
 ``servers``        run_id, server, honest, region
+``adversary``      run_id, t, server, behaviour, action, event_id, target,
+                   illegitimate -- what each ``[[adversaries]]`` entry did
+                   (empty without adversaries)
 ``state_entries``  run_id, state_hash, type, state_key, event_id -- each
                    distinct state once, keyed by its hash (only for samples
                    that passed a ``state`` mapping).
@@ -165,6 +168,16 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "server": "cat",
         "honest": "b",
         "region": "cat",
+    },
+    "adversary": {
+        "run_id": "cat",
+        "t": "f",
+        "server": "cat",
+        "behaviour": "cat",
+        "action": "cat",
+        "event_id": "cat",
+        "target": "cat",
+        "illegitimate": "b",
     },
     "state_entries": {
         "run_id": "cat",
@@ -367,6 +380,12 @@ class Recorder:
         c["server"].append(server)
         c["honest"].append(bool(honest))
         c["region"].append(region)
+
+    def adversary_action(self, t: float, server: str, behaviour: str, action: str, event_id: str = "",
+                         target: str = "", illegitimate: bool = False) -> None:
+        """One thing an adversary did ([[adversaries]]): ``illegitimate``
+        marks an event no honest server should accept into its state."""
+        self._row("adversary", float(t), server, behaviour, action, event_id, target, bool(illegitimate))
 
     # -- EDUs and services (see simfed.metrics.services) ---------------
     def _row(self, table: str, *values: object) -> None:

@@ -135,6 +135,8 @@ class Homeserver(FederationServing):
         self.counters: Counter[str] = Counter()
         #: the server's CPU (``simfed.sim.processing``); None: processing takes no time
         self.cpu: Cpu | None = None
+        #: ``[[adversaries]]`` behaviours of this server (``simfed.sim.adversary``)
+        self.behaviours: list[Any] = []
         self._epoch = 0
         self._inbox: dict[str, deque[tuple[Event, str, str]]] = {}
         self._busy: set[str] = set()
@@ -331,6 +333,11 @@ class Homeserver(FederationServing):
                 raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
             return served(self, origin, body)
         check_request(kind, body)
+        for behaviour in self.behaviours:
+            if behaviour.active():
+                out = behaviour.intercept(origin, kind, body)
+                if out is not None:
+                    return out
         if self.cpu is not None:
             self.counters["requests_served"] += 1
             return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))

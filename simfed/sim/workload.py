@@ -57,6 +57,9 @@ class Workload:
         self.stop_ms = sc.workload_stop_ms
         self.cfg = sc.workload
         self.counter = 0
+        #: ``servers.malicious``: their users' messages are replaced by forgeries
+        #: (``[[adversaries]]`` servers' users send their messages as usual)
+        self.forgers = frozenset(sc.servers.malicious)
         self.late = late_joiners(sc.topology)
         creator_hs = next(s for s in world.honest_servers() if s not in self.late)
         self.creator_hs: "Homeserver" = world.servers[creator_hs]
@@ -153,7 +156,7 @@ class Workload:
             if not self._active() or not hs.up or not hs.is_joined(self.room_id, user):
                 continue
             self.counter += 1
-            if hs.honest:
+            if hs.name not in self.forgers:
                 hs.create_event(self.room_id, user, "m.room.message",
                                 {"msgtype": "m.text", "body": f"message {self.counter} from {user}"})
             else:

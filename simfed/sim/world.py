@@ -19,9 +19,11 @@ import numpy as np
 import simpy
 
 from ..config import Scenario
-from ..protocol import Event, auth_events_for, derive_server_key
+from ..protocol import Event, derive_server_key
 from ..protocol.checks import CheckResult, check_event
 from ..protocol.room import SharedStateMemo
+from .adversary import attach as attach_adversaries
+from .adversary.forging import forged_event
 from .changes import check_changes, schedule_changes
 from .fanout import FanOut, make_fanout
 from .federation import FederationConfig, FederationSender
@@ -186,7 +188,7 @@ class World:
         self._checks: dict[Event, CheckResult] = {}
         self._digests: dict[int, tuple[dict, str]] = {}
         self.server_in_room: dict[tuple[str, str], bool] = {}
-        malicious = set(sc.servers.malicious)
+        malicious = set(sc.servers.malicious) | {a.server for a in sc.adversaries}
         keys = {n: derive_server_key(self.seed, n) for n in names}
         self.keys = {n: {k.key_id: k.verify_key} for n, k in keys.items()}
         f = sc.federation
@@ -219,6 +221,7 @@ class World:
                 hs.cpu = Cpu(self.env, sc.servers.cpu_cores, costs, lambda hs=hs: work_done(hs))
             if recorder is not None:
                 recorder.server_info(n, n not in malicious, self.regions.get(n))
+        self.adversaries = attach_adversaries(self)
         self.workload = Workload(self, self.rng("workload"))
         self.room_id = self.workload.room_id
         self.services = Services(self)
@@ -277,34 +280,17 @@ class World:
     # -- misbehaviour ----------------------------------------------------------------------
 
     def forge(self, hs: Homeserver, room_id: str, n: int) -> None:
-        """A malicious server pushes an event it has no right to, in turn:
-        one claiming a user of another server, one whose signature was
-        broken by changing a signed field after signing, and one correctly
-        signed that the auth rules reject (its user raises its own power
-        level without the power to)."""
+        """A ``servers.malicious`` server pushes an event it has no right to,
+        in turn: one claiming a user of another server, one whose signature
+        was broken by changing a signed field after signing, and one
+        correctly signed that the auth rules reject (its user raises its own
+        power level without the power to)."""
         room = hs.rooms.get(room_id)
         if room is None or not room.forward_extremities:
             return
         victims = [s for s in self.honest_servers() if s != hs.name]
-        prevs = sorted(room.forward_extremities)[:10]
-        kind = n % 3 if victims else 1 + n % 2
-        sender = f"@u0:{victims[n % len(victims)]}" if kind == 0 else hs.users[0]
-        fields = {"room_id": room_id, "sender": sender, "type": "m.room.message",
-                  "content": {"msgtype": "m.text", "body": f"forged {n}"}, "prev_events": prevs,
-                  "auth_events": [], "depth": max(room.graph[p].depth for p in prevs) + 1,
-                  "origin_server_ts": hs.now_ts()}
-        if kind == 2:
-            state = room.current_state()
-            pl_id = state.get(("m.room.power_levels", ""))
-            content = dict(room.events[pl_id].content) if pl_id else {}
-            content["users"] = {**content.get("users", {}), sender: 100}
-            fields.update(type="m.room.power_levels", state_key="", content=content,
-                          auth_events=auth_events_for("m.room.power_levels", "", sender, content, state))
-        ev = Event.create(fields, hs.name, hs.key, hs.config.room_version)
-        if kind == 1:
-            pdu = ev.pdu()
-            pdu["origin_server_ts"] += 1
-            ev = Event.from_pdu(pdu, hs.config.room_version)
+        kind = ("forge_user", "signature", "unauthorised")[n % 3 if victims else 1 + n % 2]
+        ev = forged_event(hs, room, kind, victim=victims[n % len(victims)] if victims else None, n=n)
         hs.counters["forged"] += 1
         for dest in sorted(hs.joined_servers(room) - {hs.name}):
             hs.sender.send_pdu(dest, ev, room_id)
@@ -347,6 +333,8 @@ class World:
             should_stop: Callable[[], bool] | None = None) -> tuple[float, bool]:
         self.workload.start()
         self.services.start()
+        for adversary in self.adversaries:
+            adversary.start()
         for hs in self.servers.values():
             hs.start_loops()
         self._schedule_faults()
