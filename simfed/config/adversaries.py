@@ -129,13 +129,30 @@ class Backdate(_Adversary):
 
 class StateReset(_Adversary):
     """Tries to reset the room's state: correctly signed events citing stale
-    power levels, on a fork from an old point, merged late."""
+    power levels, on a fork from an old point, merged late. The scenario's
+    honest admin (the room's creator) raises the adversary's first user to
+    ``power`` at ``start`` and demotes and bans it at ``ban_at``; the fork
+    starts from the adversary's extremities while its user still had that
+    power."""
 
     behaviour: Literal["state_reset"] = "state_reset"
-    fork_depth: int = Field(3, ge=1)
-    """The fork starts at the adversary's state at this depth (an early point)."""
+    power: int = Field(50, ge=1, le=100)
+    """The power level the admin gives the adversary's first user at ``start``."""
+    ban_at_ms: Duration = Field(60_000.0, alias="ban_at")
+    """When the admin demotes (level 0) and bans that user; after ``start``."""
     merge_after_ms: Duration = Field(60_000.0, alias="merge_after")
-    """How long the fork grows in secret before it is merged into the room."""
+    """How long the fork grows in secret (from when the adversary sees the
+    ban) before it is merged into the room."""
+    depth: Literal["high", "honest"] = "high"
+    """Depth the fork's events claim: far above the room, or the honest one."""
+
+    @model_validator(mode="after")
+    def _ban_after_start(self) -> "StateReset":
+        if self.ban_at_ms <= self.start_ms:
+            raise ConfigProblems([(("ban_at",), format_duration(self.ban_at_ms),
+                                   f"{show(format_duration(self.ban_at_ms))} is not after start = "
+                                   f"{show(format_duration(self.start_ms))}")])
+        return self
 
 
 class Flood(_Adversary):
@@ -155,7 +172,10 @@ class KeyCompromise(_Adversary):
 
     behaviour: Literal["key_compromise"] = "key_compromise"
     victim: str
-    """The server whose key was stolen."""
+    """The server whose key was stolen (never a target: it would notice)."""
+    kind: Literal["message", "leave"] = "message"
+    """``message``: messages as the victim's users; ``leave``: each action
+    makes one of the victim's joined users leave the room (a state change)."""
 
 
 AdversaryConfig = _tagged(

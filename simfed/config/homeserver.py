@@ -73,6 +73,11 @@ class HomeserverSection(_Model):
     each server backfills holes in its room DAG from a server of the room.
     0 (Synapse without simulated readers: backfill happens only when a
     client asks) turns it off; a period is a deviation."""
+    max_inbound_pdus: int = Field(50, ge=1)
+    """An inbound ``/send`` transaction with more PDUs than this is refused
+    whole with 400 (Synapse ``_handle_incoming_transaction``: 50)."""
+    max_inbound_edus: int = Field(100, ge=1)
+    """The same for EDUs (Synapse: 100)."""
 
     def homeserver_kwargs(self) -> dict[str, Any]:
         """The fields of ``simfed.sim.HomeserverConfig`` this section sets."""
@@ -91,4 +96,6 @@ class HomeserverSection(_Model):
             "gap_fill_retries": self.gap_fill_retries,
             "gap_fill_backoff_ms": self.gap_fill_backoff_ms,
             "history_backfill_ms": self.history_backfill_ms,
+            "max_inbound_pdus": self.max_inbound_pdus,
+            "max_inbound_edus": self.max_inbound_edus,
         }

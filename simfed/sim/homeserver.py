@@ -98,6 +98,8 @@ class HomeserverConfig:
     gap_fill_retries: int = 0
     gap_fill_backoff_ms: float = 2_000.0
     history_backfill_ms: float = 0.0
+    max_inbound_pdus: int = 50
+    max_inbound_edus: int = 100
 
 
 class Homeserver(FederationServing):
@@ -370,6 +372,11 @@ class Homeserver(FederationServing):
         return res
 
     def _process_transaction(self, origin: str, body: dict) -> Response:
+        c = self.config
+        if len(body["pdus"]) > c.max_inbound_pdus or len(body.get("edus") or ()) > c.max_inbound_edus:
+            # Synapse refuses the whole transaction before looking at any PDU.
+            self.counters["transactions_too_large"] += 1
+            raise MatrixError("M_TOO_LARGE", "Transaction PDU or EDU count too large", 400)
         results: dict[str, dict] = {}
         for ev in body["pdus"]:
             res = self.check_pdu(ev)

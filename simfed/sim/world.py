@@ -292,8 +292,11 @@ class World:
         kind = ("forge_user", "signature", "unauthorised")[n % 3 if victims else 1 + n % 2]
         ev = forged_event(hs, room, kind, victim=victims[n % len(victims)] if victims else None, n=n)
         hs.counters["forged"] += 1
-        for dest in sorted(hs.joined_servers(room) - {hs.name}):
+        dests = sorted(hs.joined_servers(room) - {hs.name})
+        for dest in dests:
             hs.sender.send_pdu(dest, ev, room_id)
+        if self.recorder is not None:
+            self.recorder.adversary_action(self.env.now, hs.name, "malicious", kind, ev.event_id, ",".join(dests), True)
 
     # -- running ---------------------------------------------------------------------------
 
