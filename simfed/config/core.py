@@ -419,4 +419,9 @@ class MetricsConfig(_Model):
 
     sample_interval_ms: PositiveDuration = Field(1000.0, alias="sample_interval")
     """Period of the per-server state samples."""
+    paired_baseline: bool = True
+    """A run with adversaries (``[[adversaries]]`` or ``servers.malicious``)
+    is run a second time with them removed, same seed (common random
+    numbers), and ``security.caused`` reports the differences; no effect on
+    runs without adversaries. False skips the second run."""
 

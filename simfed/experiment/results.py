@@ -284,6 +284,11 @@ class RunResult:
 
         return event_convergence(self.tables, self.honest, self.end_t)
 
+    @property
+    def security(self) -> dict[str, Any]:
+        """``summary["security"]``: the security measures (see :mod:`simfed.metrics.security`)."""
+        return dict(self.summary.get("security") or {})
+
     def headline(self) -> dict[str, Any]:
         """The headline figures of ``summary`` (a copy)."""
         return {k: self.summary[k] for k in HEADLINE_KEYS if k in self.summary}
@@ -414,7 +419,7 @@ class RunResult:
             ("run", f"{status}; {format_ms(s.get('sim_end_ms'))} simulated in "
                     f"{s.get('wall_time_s', 0):.1f} s wall{_throughput(self)}"),
         ]
-        return rows + headline_lines(s) + _service_lines(s)
+        return rows + headline_lines(s) + _service_lines(s) + security_lines(s)
 
     def report(self, indent: str = "  ") -> str:
         """The headline figures as aligned text lines (what ``simfed run`` prints)."""
@@ -543,6 +548,33 @@ def _service_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def security_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The ``security`` report line, for a run with adversaries (none otherwise)."""
+    sec = s.get("security") or {}
+    if not sec.get("adversary_servers"):
+        return []
+    div = sec.get("content_divergence")
+    text = (f"{sec['adversarial_events']} adversarial events ({sec['illegitimate_sent']} illegitimate: "
+            f"{sec['illegitimate_in_state']} in honest state, {sec['illegitimate_accepted']} accepted); "
+            f"{sec['equivocations_seen']} equivocations seen, "
+            f"{'?' if div is None else div} event IDs with diverging content; "
+            f"{sec['requests_made'] + sec['requests_served']} honest requests")
+    caused = sec.get("caused")
+    if caused:
+        amp = caused.get("work_amplification")
+        text += (f"; vs paired baseline: requests {caused['requests']:+d}"
+                 + (f" ({amp:+.1f} per adversarial event)" if amp is not None else "")
+                 + f", honest events lost {caused['events_lost']:+d}, "
+                 f"p95 convergence {_signed_ms(caused.get('p95_convergence_ms'))}")
+    return [("security", text)]
+
+
+def _signed_ms(ms: Any) -> str:
+    if ms is None:
+        return "n/a (censored)"
+    return ("+" if ms >= 0 else "-") + format_ms(abs(ms))
+
+
 #: The headline keys of ``summary.json`` (see :func:`simfed.metrics.headline`).
 HEADLINE_KEYS = (
     "events_created",
@@ -568,6 +600,7 @@ HEADLINE_KEYS = (
     "profiles",
     "directory",
     "identity",
+    "security",
 )
 
 

@@ -191,6 +191,43 @@ def _progress_wanted(progress: bool | None) -> bool:
         return False
 
 
+def has_adversaries(scenario: Scenario) -> bool:
+    """Whether the scenario has ``[[adversaries]]`` or ``servers.malicious``."""
+    return bool(scenario.adversaries or scenario.servers.malicious)
+
+
+def without_adversaries(scenario: Scenario) -> Scenario:
+    """The same scenario (seed included) with every ``[[adversaries]]`` entry
+    and ``servers.malicious`` removed: the paired baseline."""
+    from simfed.experiment.scenario import load_scenario
+
+    data = scenario_to_dict(scenario)
+    data["adversaries"] = []
+    data["servers"]["malicious"] = []
+    return load_scenario(data)
+
+
+def _security(scenario: Scenario, sim: Any, simulator: Any, tables: Any, recorder: Any, honest: frozenset[str],
+              end_t: float, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary["security"]``: the run's security measures and, for a run
+    with adversaries and ``metrics.paired_baseline``, what they caused
+    against the paired baseline (see :mod:`simfed.metrics.security`)."""
+    from simfed.metrics import Recorder, headline
+    from simfed.metrics.security import caused_by_adversaries, content_versions, request_counts, security_measures
+
+    versions = content_versions(sim.servers, honest, sim.room_id) if sim is not None else None
+    sec = security_measures(tables, honest=honest, end_t=end_t, states=recorder.states, versions=versions)
+    if sim is None or not summary.get("complete") or not has_adversaries(scenario) \
+            or not scenario.metrics.paired_baseline:
+        return sec
+    base_rec = Recorder(run_id=f"{recorder.run_id}-baseline")
+    base_sim = simulator(without_adversaries(scenario), recorder=base_rec)
+    base_tables = base_rec.tables()
+    base_end = float(base_sim.end_t)
+    base = headline(base_tables, honest=honest, end_t=base_end, states=base_rec.states)
+    return caused_by_adversaries(sec, summary, base, request_counts(base_tables, honest, base_end))
+
+
 def run_scenario(
     scenario: Scenario,
     *,
@@ -236,7 +273,7 @@ def run_scenario(
         Also when stopped early: ``result.interrupted`` tells whether Ctrl-C
         stopped it, ``result.complete`` whether it reached the end.
     """
-    from simfed.metrics import Recorder, headline
+    from simfed.metrics import Recorder, headline, jsonable
     from simfed.metrics.services import services_headline
 
     if simulator is None:
@@ -295,6 +332,7 @@ def run_scenario(
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
     summary.update(services_headline(tables, end_t=end_t))
+    summary["security"] = jsonable(_security(scenario, sim, simulator, tables, recorder, honest, end_t, summary))
     summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}
     result = RunResult(
         scenario=scenario,

@@ -106,8 +106,8 @@ class StateReset(Behaviour):
         yield env.timeout(max(0.0, self.cfg.ban_at_ms - env.now))
         self._set_level(0)
         hs, admin = self._admin()
-        ban = hs.create_event(self.world.room_id, admin, "m.room.member", {"membership": "ban"}, self.user)
-        self.record("admin_ban", ban, target=hs.name)
+        hs.create_event(self.world.room_id, admin, "m.room.member", {"membership": "ban"}, self.user)
+        self.record("admin_ban", target=hs.name)
 
     # -- the adversary's part ------------------------------------------------------
 
