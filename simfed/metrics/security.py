@@ -81,7 +81,8 @@ def content_versions(servers: Mapping[str, Any], honest: Iterable[str], room_id:
     content, with the number of distinct versions. ``servers`` maps names to
     objects with ``rooms[room_id].graph.events`` / ``.outliers`` (the
     simulator's homeservers)."""
-    seen: dict[str, dict[int, Any]] = {}
+    first: dict[str, Any] = {}
+    copies: dict[str, list[Any]] = {}
     for name in sorted(honest):
         hs = servers.get(name)
         room = getattr(hs, "rooms", {}).get(room_id) if hs is not None else None
@@ -89,13 +90,14 @@ def content_versions(servers: Mapping[str, Any], honest: Iterable[str], room_id:
             continue
         for held in (room.graph.events, room.graph.outliers):
             for eid, ev in held.items():
-                seen.setdefault(eid, {})[id(ev)] = ev
+                f = first.setdefault(eid, ev)
+                if f is not ev:  # events are interned by content: another object may be another content
+                    copies.setdefault(eid, [f]).append(ev)
     out: dict[str, int] = {}
-    for eid, objs in seen.items():
-        if len(objs) > 1:
-            n = len({hashlib.sha256(ev.canonical_bytes).digest() for ev in objs.values()})
-            if n > 1:
-                out[eid] = n
+    for eid, evs in copies.items():
+        n = len({hashlib.sha256(ev.canonical_bytes).digest() for ev in evs})
+        if n > 1:
+            out[eid] = n
     return out
 
 
