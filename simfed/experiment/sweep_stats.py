@@ -42,6 +42,13 @@ HEADLINE_COLUMNS: dict[str, str] = {
     "push_messages_per_event": "float64",
     "redundancy_factor": "float64",
     "fetched_share": "float64",
+    "security_illegitimate_in_state": "Int64",
+    "security_equivocations_seen": "Int64",
+    "security_content_divergence": "Int64",
+    "security_caused_events_lost": "Int64",
+    "security_caused_p95_convergence_ms": "float64",
+    "security_caused_requests": "Int64",
+    "security_work_amplification": "float64",
 }
 #: ``runs`` column -> prefix of its columns in the ``summary`` table.
 SUMMARY_METRICS: dict[str, str] = {
@@ -84,6 +91,8 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     ec = summary.get("event_convergence_ms") or {}
     md = summary.get("max_divergence") or {}
     topo = summary.get("topology") or {}
+    sec = summary.get("security") or {}
+    caused = sec.get("caused") or {}
     return {
         "events_created": summary.get("events_created"),
         "events_lost": summary.get("events_lost"),
@@ -102,6 +111,13 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "push_messages_per_event": topo.get("push_messages_per_event"),
         "redundancy_factor": topo.get("redundancy_factor"),
         "fetched_share": topo.get("fetched_share"),
+        "security_illegitimate_in_state": sec.get("illegitimate_in_state"),
+        "security_equivocations_seen": sec.get("equivocations_seen"),
+        "security_content_divergence": sec.get("content_divergence"),
+        "security_caused_events_lost": caused.get("events_lost"),
+        "security_caused_p95_convergence_ms": caused.get("p95_convergence_ms"),
+        "security_caused_requests": caused.get("requests"),
+        "security_work_amplification": caused.get("work_amplification"),
     }
 
 

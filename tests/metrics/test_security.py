@@ -134,3 +134,18 @@ def test_the_baseline_keeps_every_honest_draw(entry):
     runs = [run_scenario(s, out_dir=None, progress=False, plots=False) for s in (sc, base)]
     counts = [r.tables["events"].groupby("server", observed=True).size().to_dict() for r in runs]
     assert {k: v for k, v in counts[0].items() if k != "hs3"} == {k: v for k, v in counts[1].items() if k != "hs3"}
+
+
+def test_sweep_rows_carry_the_security_figures():
+    from simfed.experiment.sweep_stats import HEADLINE_COLUMNS, flatten_summary
+
+    sec = {"illegitimate_in_state": 2, "equivocations_seen": 3, "content_divergence": 1,
+           "caused": {"events_lost": -1, "p95_convergence_ms": 12.5, "requests": 40, "work_amplification": 4.0}}
+    row = flatten_summary({"security": sec})
+    assert set(row) == set(HEADLINE_COLUMNS)
+    assert (row["security_illegitimate_in_state"], row["security_equivocations_seen"],
+            row["security_content_divergence"]) == (2, 3, 1)
+    assert (row["security_caused_events_lost"], row["security_caused_p95_convergence_ms"],
+            row["security_caused_requests"], row["security_work_amplification"]) == (-1, 12.5, 40, 4.0)
+    empty = flatten_summary({"security": {**sec, "caused": None}})
+    assert empty["security_caused_requests"] is None and empty["security_illegitimate_in_state"] == 2
