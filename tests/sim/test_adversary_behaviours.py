@@ -184,3 +184,22 @@ def test_behaviours_are_reproducible():
     a, b = _run(entry), _run(entry)
     assert a.tables["adversary"]["event_id"].tolist() == b.tables["adversary"]["event_id"].tolist()
     assert a.security == b.security
+
+
+def test_state_reset_merge_resolves_as_synapse_does(oracle):
+    """The resolution the merge forces on an honest server (v2), against Synapse's on the same DAG."""
+    from oracle_client import resolved_map
+
+    res = _run(RESET, "v2")
+    [merge] = _sent(res, "merge")
+    room = _room(res, "hs0")
+    ev = room.events[merge]
+    events = list(room.graph.events.values()) + list(room.graph.outliers.values())
+    sets = [room.state_after(p) for p in ev.prev_events]
+    # The fork's tip holds the banned user's join, the room's extremities the ban: a real conflict.
+    assert {room.events[s[("m.room.member", "@u0:hs4")]].membership for s in sets} == {"join", "ban"}
+    [theirs] = oracle.resolve([e.pdu_with_id() for e in events], [[sorted(s.values()) for s in sets]], "11",
+                              rejected={e: "auth_error" for e in room.rejected})
+    want = resolved_map(theirs)
+    assert room.resolve(sets) == want
+    assert room.events[want[("m.room.member", "@u0:hs4")]].membership == "ban"
