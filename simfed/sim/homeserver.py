@@ -89,6 +89,7 @@ class HomeserverConfig:
     get_missing_events_limit: int = 10
     request_timeout_ms: float = 60_000.0
     fetch_retries: int = 3
+    get_missing_events_retries: int = 0
     state_fetch_ratio: float = 0.1
     backfill_limit: int = 100
     dummy_events: bool = True
@@ -306,11 +307,12 @@ class Homeserver(FederationServing):
 
     # -- requests ----------------------------------------------------------------
 
-    def request(self, dest: str, kind: str, body: dict, size: int) -> Proc:
-        """A federation request with "short" retries; returns a Response or RequestFailed."""
+    def request(self, dest: str, kind: str, body: dict, size: int, *, retries: int | None = None) -> Proc:
+        """A federation request with "short" retries (``fetch_retries`` unless
+        ``retries`` is given); returns a Response or RequestFailed."""
         c = self.config
         res: Response | RequestFailed = RequestFailed("timeout")
-        for attempt in range(c.fetch_retries + 1):
+        for attempt in range((c.fetch_retries if retries is None else retries) + 1):
             if attempt:
                 yield self.env.timeout(min(500.0 * 2 ** (attempt - 1), 2000.0) * self.rng.uniform(0.8, 1.4))
             if not self.up:
@@ -319,6 +321,7 @@ class Homeserver(FederationServing):
             self.counters[f"request:{kind}"] += 1
             if isinstance(res, Response) and (res.ok or (400 <= res.status < 500 and res.status != 429)):
                 return res
+        self.counters[f"request_failed:{kind}"] += 1
         return res
 
     # -- receiving -----------------------------------------------------------------
@@ -461,7 +464,8 @@ class Homeserver(FederationServing):
         earliest = sorted(set(room.forward_extremities) | set(have))
         body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
                 "limit": self.config.get_missing_events_limit, "min_depth": min_depth or 0}
-        res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1))
+        res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1),
+                                      retries=self.config.get_missing_events_retries)
         if not isinstance(res, Response) or not res.ok:
             return
         pulled = []
