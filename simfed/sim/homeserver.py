@@ -51,6 +51,7 @@ from ..protocol import (
 )
 from ..protocol.checks import CheckResult
 from ..protocol.room import Decision
+from .answers import BadAnswer, backfill_events, fetched_events, send_join_problem, state_map_ids
 from .federation import FederationSender
 from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
@@ -469,7 +470,7 @@ class Homeserver(FederationServing):
         if not isinstance(res, Response) or not res.ok:
             return
         pulled = []
-        for e in res.body["events"]:
+        for e in fetched_events(self, ev.room_id, res.body["events"]):
             chk = self.check_pdu(e)
             if chk.status == "rejected":
                 self._record("event_outcome", self.env.now, self.name, e.event_id, e.room_id, "dropped",
@@ -506,7 +507,7 @@ class Homeserver(FederationServing):
         missing = [i for i in dict.fromkeys(ids) if i not in room.events]
         if missing:
             total = len(res.body["pdu_ids"]) + len(res.body["auth_chain_ids"])
-            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total)
+            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total, set(ids))
             if not ok:
                 return None
         m = room.events.get(event_id)
@@ -514,16 +515,13 @@ class Homeserver(FederationServing):
             return None
         # As Synapse: state events that could not be fetched (or are not
         # state) are left out of the state map, with the prev event required.
-        state = {}
-        for i in res.body["pdu_ids"]:
-            e = room.events.get(i)
-            if e is not None and e.state_key is not None:
-                state[(e.type, e.state_key)] = i
+        state = state_map_ids(self, room.graph.room_id, res.body["pdu_ids"], room.events)
         if m.state_key is not None and event_id not in room.rejected:
             state[(m.type, m.state_key)] = event_id
         return state
 
-    def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
+    def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int,
+                        named: set[str]) -> Proc:
         """Fetch the missing state and auth events named by ``/state_ids``:
         all with ``/state`` (False if it fails) or one ``/event`` each
         (those that fail are skipped, as Synapse does)."""
@@ -538,21 +536,22 @@ class Homeserver(FederationServing):
             ev_res = yield from self.request(origin, "event", {"event_id": at}, OVERHEAD_BYTES + ID_BYTES)
             if isinstance(ev_res, Response) and ev_res.ok:
                 got.append(ev_res.body["pdu"])
-            got = [e for e in got if e.event_id in want]
+            got = [e for e in fetched_events(self, rid, got, named) if e.event_id in want]
         else:
             calls = [self.env.process(self.request(origin, "event", {"event_id": i}, OVERHEAD_BYTES + ID_BYTES))
                      for i in ids]
             done = yield simpy.AllOf(self.env, calls)
-            for c in calls:
+            for i, c in zip(ids, calls):
                 r = done[c]
                 if isinstance(r, Response) and r.ok:
-                    got.append(r.body["pdu"])
+                    got += fetched_events(self, rid, [r.body["pdu"]], [i])
         self._store_outliers(room, got, "state_fetch")
         return True
 
     def _store_outliers(self, room: RoomState, events: Iterable[Event], via: str) -> None:
         """Check and store events known only as state/auth events (causal order)."""
-        fresh = {e.event_id: e for e in events if e.event_id not in room.events}
+        fresh = {e.event_id: e for e in fetched_events(self, room.graph.room_id, events)
+                 if e.event_id not in room.events}
         for e in sorted(fresh.values(), key=lambda x: (x.depth, x.event_id)):
             chk = self.check_pdu(e)
             if chk.status == "rejected":
@@ -642,12 +641,20 @@ class Homeserver(FederationServing):
                                       OVERHEAD_BYTES + ev.size_bytes)
         if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
+        if send_join_problem(self, room_id, ev, res.body) is not None:
+            return False
         room = self.rooms.get(room_id) or self.new_room_state(room_id)
         self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
         before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
-        d = room.add(ev, before=before, soft_fail=False)
         self._record("event_created", self.env.now, self.name, ev.event_id, room_id, ev.type, True,
                      ev.depth, len(ev.prev_events), user)
+        d = room.decide(ev, before=before, soft_fail=False)
+        if d.outcome != "accepted":
+            # Synapse (process_remote_join): a join that the state it was
+            # given does not allow is refused, not persisted.
+            self._outcome(ev, "dropped", "send_join", d.code or "rejected")
+            return False
+        d = room.add(ev, before=before, soft_fail=False, decided=d)
         self._outcome(ev, d.outcome, "created")
         self._after_persist(room, ev)
         self.env.process(self._backfill(room, resident, list(ev.prev_events)))
@@ -680,7 +687,7 @@ class Homeserver(FederationServing):
         unknown = [e for e in res.body["event_ids"] if e not in room.status][:20]
         for eid in unknown:
             got = yield from self.request(peer, "event", {"event_id": eid}, OVERHEAD_BYTES + ID_BYTES)
-            if isinstance(got, Response) and got.ok:
+            if isinstance(got, Response) and got.ok and fetched_events(self, rid, [got.body["pdu"]], [eid]):
                 chk = self.check_pdu(got.body["pdu"])
                 if chk.status != "rejected":
                     self.counters["anti_entropy_pulls"] += 1
@@ -717,8 +724,12 @@ class Homeserver(FederationServing):
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
             return False
+        try:
+            pdus = backfill_events(self, room.graph.room_id, res.body["pdus"])
+        except BadAnswer:
+            return False
         events = []
-        for e in res.body["pdus"]:
+        for e in pdus:
             chk = self.check_pdu(e)
             if chk.status != "rejected":
                 events.append(chk.event)

@@ -32,13 +32,39 @@ from .base import Behaviour, register
 if TYPE_CHECKING:
     from ..transport import Response
 
-__all__ = ["REVEALING", "Withhold"]
+__all__ = ["REVEALING", "Withhold", "push_over_gap"]
 
 #: Requests whose answer can give out an event (the others are answered honestly).
 REVEALING = ("get_missing_events", "event", "state_ids", "state", "backfill", "event_auth")
 
 #: Where each revealing answer lists its events.
 _ANSWER_KEY = {"get_missing_events": "events", "backfill": "pdus"}
+
+
+def push_over_gap(b: Behaviour, n: int) -> list[Event]:
+    """Create ``n`` messages without pushing them, then a child citing the
+    last, pushed to ``b``'s targets (so they must ask ``b`` for the gap).
+    Returns the unpushed messages."""
+    room = b.room()
+    rid = b.world.room_id
+    user = next((u for u in b.hs.users if b.hs.is_joined(rid, u)), None)
+    if room is None or user is None:
+        return []
+    kept: list[Event] = []
+    for i in range(n):
+        ev = b.hs.create_event(rid, user, "m.room.message",
+                               {"msgtype": "m.text", "body": f"kept back {b.actions}.{i}"}, push=False)
+        if ev is None:
+            return kept
+        kept.append(ev)
+        b.record("hide", ev)
+    child = b.hs.create_event(rid, user, "m.room.message", {"msgtype": "m.text", "body": f"child {b.actions}"},
+                              push=False)
+    if child is not None:
+        dests = b.targets(room)
+        b.send(child, dests)
+        b.record("push_child", child, target=",".join(dests))
+    return kept
 
 
 @register
@@ -51,25 +77,7 @@ class Withhold(Behaviour):
         self.hidden: set[str] = set()
 
     def act(self) -> None:
-        room = self.room()
-        rid = self.world.room_id
-        user = next((u for u in self.hs.users if self.hs.is_joined(rid, u)), None)
-        if room is None or user is None:
-            return
-        for i in range(self.cfg.hidden):
-            ev = self.hs.create_event(rid, user, "m.room.message",
-                                      {"msgtype": "m.text", "body": f"hidden {self.actions}.{i}"}, push=False)
-            if ev is None:
-                return
-            self.hidden.add(ev.event_id)
-            self.record("hide", ev)
-        child = self.hs.create_event(rid, user, "m.room.message",
-                                     {"msgtype": "m.text", "body": f"child {self.actions}"}, push=False)
-        if child is None:
-            return
-        dests = self.targets(room)
-        self.send(child, dests)
-        self.record("push_child", child, target=",".join(dests))
+        self.hidden.update(e.event_id for e in push_over_gap(self, self.cfg.hidden))
 
     def reveals(self, origin: str, kind: str, body: dict) -> str | None:
         """The hidden event the answer to this request would give out, if any."""
