@@ -558,6 +558,11 @@ class Homeserver(FederationServing):
                 continue
             e = chk.event
             own = [room.events.get(a) for a in e.auth_events]
+            if None in own:
+                # Synapse (_auth_and_persist_outliers): an event whose auth
+                # events could not be found is dropped, not stored rejected.
+                self._outcome(e, "dropped", via, "missing_auth_events", "outlier")
+                continue
             self.counters["auth_checks"] += 1
             sane = check_auth_events_sanity(e, own, room.rejected)
             ok = sane.allowed and check_auth(

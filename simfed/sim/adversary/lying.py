@@ -10,7 +10,9 @@ turn (only those that apply to the endpoint):
 ==================  ============================================================
 endpoint            lies
 ==================  ============================================================
-state_ids           ``stale`` (the state just after the first power levels),
+state_ids           ``stale`` (the state as the room was set up, just after
+                    its first join rules: initial power levels, no later
+                    members or bans),
                     ``fabricated`` (the power levels named by an ID that exists
                     nowhere, plus one more such ID), ``wrong_room`` (the power
                     levels of another room), ``not_state`` (a message named as
@@ -19,7 +21,8 @@ state               ``stale``, ``forged`` (a power levels event giving its own
                     user 100, correctly signed, that the auth rules reject, and
                     a copy of it with a broken signature), ``wrong_room``
 send_join           ``stale``, ``forged`` (as for state), ``no_create`` (the
-                    state without the create event)
+                    state without the create event); the honest state events
+                    left out go in the auth chain, so only the state is false
 get_missing_events  ``unrelated`` (the room's first events), ``forged`` (events
                     with broken signatures), ``wrong_room``, ``too_many`` (every
                     event it holds, up to 20 times the limit asked)
@@ -88,10 +91,13 @@ class Lie(Behaviour):
         return kinds[n % len(kinds)]
 
     def _stale_state(self, room: RoomState) -> dict:
-        """The state just after the room's first power levels event."""
-        first = min((e for e in room.graph.events.values() if e.type == "m.room.power_levels"),
-                    key=lambda e: (e.depth, e.event_id))
-        return room.state_after(first.event_id)
+        """The state as the room was set up: just after its first join rules
+        (its first power levels if it has none)."""
+        for etype in ("m.room.join_rules", "m.room.power_levels"):
+            firsts = [e for e in room.graph.events.values() if e.type == etype]
+            if firsts:
+                return room.state_after(min(firsts, key=lambda e: (e.depth, e.event_id)).event_id)
+        return room.current_state()
 
     def _elsewhere(self) -> list[Event]:
         """A create and a power levels event of another room, correctly signed."""
@@ -191,8 +197,12 @@ class Lie(Behaviour):
             shown = forged[0]
         elif lie == "no_create":
             state = [e for e in state if e.type != "m.room.create"]
-        out = dict(honest, state=state)
-        return Response(200, out, _size(state + list(honest["auth_chain"]))), shown
+        # The honest state events it left out go in the auth chain, so that
+        # the joiner can still check every event (only the state is false).
+        kept = {e.event_id for e in state}
+        auth = list(honest["auth_chain"]) + [e for e in honest["state"] if e.event_id not in kept]
+        out = dict(honest, state=state, auth_chain=auth)
+        return Response(200, out, _size(state + auth)), shown
 
     def _get_missing_events(self, room: RoomState, honest: dict, body: dict, lie: str
                             ) -> tuple[Response, Event | None]:
