@@ -3,8 +3,8 @@
 
 Prints, for the events created by the servers that stay honest in both
 runs: how many there are, how many some honest server never held by the
-end (lost), and their convergence time (p50/p95/max, ms, over those that
-converged); the honest servers' counters that show the adversary's effect
+end (lost), and their convergence time (p50/p95/max, ms; a lost event
+counts as never converged, inf); the honest servers' counters that show the adversary's effect
 (failed requests, refused answers, signature checks); what the adversary
 did; and whether the honest servers end in one state::
 
@@ -29,7 +29,7 @@ def measure(scenario, honest: set[str]) -> dict:
     tables = res.recorder.tables()
     ec = event_convergence(tables, honest=honest)
     mine = ec[ec["creator"].isin(honest) & (ec["n_expected"] > 0)]
-    conv = mine["convergence_ms"].dropna()
+    conv = mine["convergence_ms"].fillna(float("inf"))
     counters: Counter[str] = Counter()
     for name in honest:
         counters.update({k: v for k, v in res.servers[name].counters.items() if k.startswith(COUNTED)})
@@ -37,7 +37,8 @@ def measure(scenario, honest: set[str]) -> dict:
     adv = tables.get("adversary")
     return {
         "events": len(mine), "lost": int(mine["lost"].sum()),
-        "p50": conv.quantile(0.5), "p95": conv.quantile(0.95), "max": conv.max(),
+        "p50": conv.quantile(0.5, interpolation="higher"), "p95": conv.quantile(0.95, interpolation="higher"),
+        "max": conv.max(),
         "counters": dict(sorted(counters.items())), "one_state": len(states) == 1,
         "actions": adv["action"].value_counts().to_dict() if adv is not None and len(adv) else {},
     }
