@@ -9,7 +9,9 @@ simulated time as Synapse does (protocol.md §4-§5):
   the rest is staged per room and processed serially in the background, so
   the response does not wait for gap filling.
 - A pushed event with unknown prev_events triggers ``/get_missing_events``
-  to the server that pushed it (limit 10). Pulled events whose own prevs are
+  to the server that pushed it (limit 10, one try: Synapse's explicit
+  timeout disables retries). Answers are checked before use
+  (:mod:`simfed.sim.answers`). Pulled events whose own prevs are
   still unknown are bridged with ``/state_ids`` at each missing prev (the
   state events we lack are fetched with ``/event``, or ``/state`` when many
   are missing, and stored as outliers). If the prevs of the pushed event
