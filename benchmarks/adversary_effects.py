@@ -9,7 +9,8 @@ counts as never converged, inf); the honest servers' counters that show the adve
 did; and whether the honest servers end in one state::
 
     .venv/bin/python benchmarks/adversary_effects.py scenarios/adversary-withhold.toml
-    .venv/bin/python benchmarks/adversary_effects.py scenarios/adversary-withhold.toml --set 'adversaries[0].answer="not_found"'
+    .venv/bin/python benchmarks/adversary_effects.py scenarios/adversary-withhold.toml \
+        --set 'adversaries[0].answer="not_found"'
 """
 
 from __future__ import annotations

@@ -467,7 +467,8 @@ class Homeserver(FederationServing):
         earliest = sorted(set(room.forward_extremities) | set(have))
         body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
                 "limit": self.config.get_missing_events_limit, "min_depth": min_depth or 0}
-        res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1),
+        size = OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1)
+        res = yield from self.request(origin, "get_missing_events", body, size,
                                       retries=self.config.get_missing_events_retries)
         if not isinstance(res, Response) or not res.ok:
             return

@@ -40,7 +40,7 @@ from typing import Any
 import simpy
 
 from ...protocol import Event, RoomState
-from ..serving import OVERHEAD_BYTES
+from ..serving import ID_BYTES, OVERHEAD_BYTES
 from ..transport import MatrixError, Response
 from .base import Behaviour, register
 from .forging import forged_event
@@ -76,6 +76,7 @@ class Lie(Behaviour):
         self._told: dict[str, int] = {}
         #: events it made up, served by /event
         self.made_up: dict[str, Event] = {}
+        self._elsewhere_events: list[Event] = []
 
     def act(self) -> None:
         push_over_gap(self, self.cfg.gap)
@@ -101,7 +102,7 @@ class Lie(Behaviour):
 
     def _elsewhere(self) -> list[Event]:
         """A create and a power levels event of another room, correctly signed."""
-        if not self.made_up or not any(e.room_id != self.world.room_id for e in self.made_up.values()):
+        if not self._elsewhere_events:
             rid = f"!elsewhere{self.index}:{self.hs.name}"
             user = self.hs.users[0]
             ts = self.hs.now_ts()
@@ -112,8 +113,8 @@ class Lie(Behaviour):
                              "content": {"users": {user: 100}}, "prev_events": [create.event_id],
                              "auth_events": [create.event_id], "depth": 2, "origin_server_ts": ts})
             self.made_up.update({create.event_id: create, pl.event_id: pl})
-        return sorted((e for e in self.made_up.values() if e.room_id != self.world.room_id),
-                      key=lambda e: e.depth)
+            self._elsewhere_events = [create, pl]
+        return self._elsewhere_events
 
     def _forged_pl(self, room: RoomState) -> list[Event]:
         """Its own user at power 100 (signed, unauthorised) and a copy with a broken signature."""
@@ -169,7 +170,8 @@ class Lie(Behaviour):
                 state[_PL] = msg.event_id
         ids = sorted(state.values())
         chain = sorted(room.graph.auth_chains.union_chain([i for i in ids if i in room.graph]) - set(ids))
-        return Response(200, {"pdu_ids": ids, "auth_chain_ids": chain}, OVERHEAD_BYTES + 48 * (len(ids) + len(chain))), shown
+        size = OVERHEAD_BYTES + ID_BYTES * (len(ids) + len(chain))
+        return Response(200, {"pdu_ids": ids, "auth_chain_ids": chain}, size), shown
 
     def _state(self, room: RoomState, honest: dict, body: dict, lie: str) -> tuple[Response, Event | None]:
         pdus: list[Event] = list(honest["pdus"])
