@@ -115,6 +115,16 @@ class Lie(_Adversary):
     endpoints: tuple[Literal["state_ids", "state", "send_join", "get_missing_events"], ...] = (
         "state_ids", "state", "send_join", "get_missing_events")
     """The requests it lies in."""
+    lies: tuple[Literal["stale", "fabricated", "wrong_room", "not_state", "forged", "unrelated", "too_many",
+                        "no_create"], ...] = (
+        "stale", "fabricated", "wrong_room", "not_state", "forged", "unrelated", "too_many", "no_create")
+    """The lies it tells, in turn, where they apply (the README lists which
+    lie each endpoint can tell)."""
+    gap: int = Field(12, ge=1, le=1_000)
+    """Each action creates this many events without pushing them, then
+    pushes a child citing them, so that the targets must ask it for the gap
+    (more than ``homeserver.get_missing_events_limit`` makes them ask for the
+    state at the gap's edge too)."""
 
 
 class Backdate(_Adversary):

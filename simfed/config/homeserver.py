@@ -53,6 +53,11 @@ class HomeserverSection(_Model):
     fetch_retries: int = Field(3, ge=0)
     """Retries of a failed fetch, waiting ``min(0.5 * 2**k s, 2 s) * U(0.8, 1.4)``
     (Synapse ``federation.max_short_retries``: 3, ``max_short_retry_delay``: 2 s)."""
+    get_missing_events_retries: int = Field(0, ge=0)
+    """Retries of a failed ``/get_missing_events``: Synapse passes it an
+    explicit 60 s timeout, which disables the client's retries
+    (``_get_missing_events_for_pdu``; ``matrixfederationclient._send_request``
+    retries only ``if retries_left and not timeout``): 0, one try."""
     state_fetch_ratio: float = Field(0.1, gt=0.0, le=1.0)
     """Across a gap, the whole state is fetched with ``/state`` when the
     missing events are at least this share of the state and auth chain named
@@ -87,6 +92,7 @@ class HomeserverSection(_Model):
             "get_missing_events_limit": self.get_missing_events_limit,
             "request_timeout_ms": self.request_timeout_ms,
             "fetch_retries": self.fetch_retries,
+            "get_missing_events_retries": self.get_missing_events_retries,
             "state_fetch_ratio": self.state_fetch_ratio,
             "backfill_limit": self.backfill_limit,
             "dummy_events": d.enabled,

@@ -9,7 +9,9 @@ simulated time as Synapse does (protocol.md §4-§5):
   the rest is staged per room and processed serially in the background, so
   the response does not wait for gap filling.
 - A pushed event with unknown prev_events triggers ``/get_missing_events``
-  to the server that pushed it (limit 10). Pulled events whose own prevs are
+  to the server that pushed it (limit 10, one try: Synapse's explicit
+  timeout disables retries). Answers are checked before use
+  (:mod:`simfed.sim.answers`). Pulled events whose own prevs are
   still unknown are bridged with ``/state_ids`` at each missing prev (the
   state events we lack are fetched with ``/event``, or ``/state`` when many
   are missing, and stored as outliers). If the prevs of the pushed event
@@ -51,6 +53,7 @@ from ..protocol import (
 )
 from ..protocol.checks import CheckResult
 from ..protocol.room import Decision
+from .answers import BadAnswer, backfill_events, fetched_events, send_join_problem, state_map_ids
 from .federation import FederationSender
 from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
@@ -89,6 +92,7 @@ class HomeserverConfig:
     get_missing_events_limit: int = 10
     request_timeout_ms: float = 60_000.0
     fetch_retries: int = 3
+    get_missing_events_retries: int = 0
     state_fetch_ratio: float = 0.1
     backfill_limit: int = 100
     dummy_events: bool = True
@@ -308,11 +312,12 @@ class Homeserver(FederationServing):
 
     # -- requests ----------------------------------------------------------------
 
-    def request(self, dest: str, kind: str, body: dict, size: int) -> Proc:
-        """A federation request with "short" retries; returns a Response or RequestFailed."""
+    def request(self, dest: str, kind: str, body: dict, size: int, *, retries: int | None = None) -> Proc:
+        """A federation request with "short" retries (``fetch_retries`` unless
+        ``retries`` is given); returns a Response or RequestFailed."""
         c = self.config
         res: Response | RequestFailed = RequestFailed("timeout")
-        for attempt in range(c.fetch_retries + 1):
+        for attempt in range((c.fetch_retries if retries is None else retries) + 1):
             if attempt:
                 yield self.env.timeout(min(500.0 * 2 ** (attempt - 1), 2000.0) * self.rng.uniform(0.8, 1.4))
             if not self.up:
@@ -321,6 +326,7 @@ class Homeserver(FederationServing):
             self.counters[f"request:{kind}"] += 1
             if isinstance(res, Response) and (res.ok or (400 <= res.status < 500 and res.status != 429)):
                 return res
+        self.counters[f"request_failed:{kind}"] += 1
         return res
 
     # -- receiving -----------------------------------------------------------------
@@ -468,11 +474,13 @@ class Homeserver(FederationServing):
         earliest = sorted(set(room.forward_extremities) | set(have))
         body = {"room_id": ev.room_id, "earliest_events": earliest, "latest_events": [ev.event_id],
                 "limit": self.config.get_missing_events_limit, "min_depth": min_depth or 0}
-        res = yield from self.request(origin, "get_missing_events", body, OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1))
+        size = OVERHEAD_BYTES + ID_BYTES * (len(earliest) + 1)
+        res = yield from self.request(origin, "get_missing_events", body, size,
+                                      retries=self.config.get_missing_events_retries)
         if not isinstance(res, Response) or not res.ok:
             return
         pulled = []
-        for e in res.body["events"]:
+        for e in fetched_events(self, ev.room_id, res.body["events"]):
             chk = self.check_pdu(e)
             if chk.status == "rejected":
                 self._record("event_outcome", self.env.now, self.name, e.event_id, e.room_id, "dropped",
@@ -509,7 +517,7 @@ class Homeserver(FederationServing):
         missing = [i for i in dict.fromkeys(ids) if i not in room.events]
         if missing:
             total = len(res.body["pdu_ids"]) + len(res.body["auth_chain_ids"])
-            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total)
+            ok = yield from self._fetch_outliers(room, missing, origin, event_id, total, set(ids))
             if not ok:
                 return None
         m = room.events.get(event_id)
@@ -517,16 +525,13 @@ class Homeserver(FederationServing):
             return None
         # As Synapse: state events that could not be fetched (or are not
         # state) are left out of the state map, with the prev event required.
-        state = {}
-        for i in res.body["pdu_ids"]:
-            e = room.events.get(i)
-            if e is not None and e.state_key is not None:
-                state[(e.type, e.state_key)] = i
+        state = state_map_ids(self, room.graph.room_id, res.body["pdu_ids"], room.events)
         if m.state_key is not None and event_id not in room.rejected:
             state[(m.type, m.state_key)] = event_id
         return state
 
-    def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int) -> Proc:
+    def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int,
+                        named: set[str]) -> Proc:
         """Fetch the missing state and auth events named by ``/state_ids``:
         all with ``/state`` (False if it fails) or one ``/event`` each
         (those that fail are skipped, as Synapse does)."""
@@ -541,27 +546,33 @@ class Homeserver(FederationServing):
             ev_res = yield from self.request(origin, "event", {"event_id": at}, OVERHEAD_BYTES + ID_BYTES)
             if isinstance(ev_res, Response) and ev_res.ok:
                 got.append(ev_res.body["pdu"])
-            got = [e for e in got if e.event_id in want]
+            got = [e for e in fetched_events(self, rid, got, named) if e.event_id in want]
         else:
             calls = [self.env.process(self.request(origin, "event", {"event_id": i}, OVERHEAD_BYTES + ID_BYTES))
                      for i in ids]
             done = yield simpy.AllOf(self.env, calls)
-            for c in calls:
+            for i, c in zip(ids, calls):
                 r = done[c]
                 if isinstance(r, Response) and r.ok:
-                    got.append(r.body["pdu"])
+                    got += fetched_events(self, rid, [r.body["pdu"]], [i])
         self._store_outliers(room, got, "state_fetch")
         return True
 
     def _store_outliers(self, room: RoomState, events: Iterable[Event], via: str) -> None:
         """Check and store events known only as state/auth events (causal order)."""
-        fresh = {e.event_id: e for e in events if e.event_id not in room.events}
+        fresh = {e.event_id: e for e in fetched_events(self, room.graph.room_id, events)
+                 if e.event_id not in room.events}
         for e in sorted(fresh.values(), key=lambda x: (x.depth, x.event_id)):
             chk = self.check_pdu(e)
             if chk.status == "rejected":
                 continue
             e = chk.event
             own = [room.events.get(a) for a in e.auth_events]
+            if None in own:
+                # Synapse (_auth_and_persist_outliers): an event whose auth
+                # events could not be found is dropped, not stored rejected.
+                self._outcome(e, "dropped", via, "missing_auth_events", "outlier")
+                continue
             self.counters["auth_checks"] += 1
             sane = check_auth_events_sanity(e, own, room.rejected)
             ok = sane.allowed and check_auth(
@@ -645,12 +656,20 @@ class Homeserver(FederationServing):
                                       OVERHEAD_BYTES + ev.size_bytes)
         if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
+        if send_join_problem(self, room_id, ev, res.body) is not None:
+            return False
         room = self.rooms.get(room_id) or self.new_room_state(room_id)
         self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
         before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
-        d = room.add(ev, before=before, soft_fail=False)
         self._record("event_created", self.env.now, self.name, ev.event_id, room_id, ev.type, True,
                      ev.depth, len(ev.prev_events), user)
+        d = room.decide(ev, before=before, soft_fail=False)
+        if d.outcome != "accepted":
+            # Synapse (process_remote_join): a join that the state it was
+            # given does not allow is refused, not persisted.
+            self._outcome(ev, "dropped", "send_join", d.code or "rejected")
+            return False
+        d = room.add(ev, before=before, soft_fail=False, decided=d)
         self._outcome(ev, d.outcome, "created")
         self._after_persist(room, ev)
         self.env.process(self._backfill(room, resident, list(ev.prev_events)))
@@ -683,7 +702,7 @@ class Homeserver(FederationServing):
         unknown = [e for e in res.body["event_ids"] if e not in room.status][:20]
         for eid in unknown:
             got = yield from self.request(peer, "event", {"event_id": eid}, OVERHEAD_BYTES + ID_BYTES)
-            if isinstance(got, Response) and got.ok:
+            if isinstance(got, Response) and got.ok and fetched_events(self, rid, [got.body["pdu"]], [eid]):
                 chk = self.check_pdu(got.body["pdu"])
                 if chk.status != "rejected":
                     self.counters["anti_entropy_pulls"] += 1
@@ -720,8 +739,12 @@ class Homeserver(FederationServing):
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
             return False
+        try:
+            pdus = backfill_events(self, room.graph.room_id, res.body["pdus"])
+        except BadAnswer:
+            return False
         events = []
-        for e in res.body["pdus"]:
+        for e in pdus:
             chk = self.check_pdu(e)
             if chk.status != "rejected":
                 events.append(chk.event)

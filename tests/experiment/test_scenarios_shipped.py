@@ -47,6 +47,8 @@ REDUCED_EXTRA = {
         'topology.relay.hubs=["hs0", "hs2"]', 'faults[0].server="hs2"', "faults[0].at=10s", "faults[0].restart=30s",
         "topology.relay.anti_entropy_interval=20s",
     ],
+    # Both rejoins by hs1 (there is no hs5).
+    "adversary-lie": ['topology.changes[2].server="hs1"', 'topology.changes[3].server="hs1"'],
 }
 _TOPOLOGY = [
     'network.partitions[0].groups=[["hs2"]]', "network.partitions[0].start=10s", "network.partitions[0].end=25s",
@@ -110,7 +112,13 @@ def test_scenario_runs_at_reduced_size(path, tmp_path):
     s = res.summary
     assert s["complete"] is True
     assert s["events_created"] > 0
-    assert s["state_converged"] and s["auth_disagreements"] == 0, s
+    assert s["state_converged"], s
+    if path.stem.startswith("adversary-"):
+        # The adversaries' own events are meant to be lost, or decided
+        # differently by servers told different things (their tests check
+        # that honest events are not).
+        return
+    assert s["auth_disagreements"] == 0, s
     assert s["events_lost"] == s["events_lost_in_gaps"], "an event never reached some server"
     if path.stem not in TIMELINE_GAPS_EXPECTED:
         assert s["events_lost"] == 0, s

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import equivocation, flood, forging, history, keys
+from . import equivocation, flood, forging, history, keys, lying, withholding
 from .base import BEHAVIOURS, Behaviour, register
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEHAVIOURS", "Behaviour", "attach", "register"]
 
-_MODULES = (forging, equivocation, history, flood, keys)
+_MODULES = (forging, equivocation, history, flood, keys, withholding, lying)
 
 
 def attach(world: "World") -> list[Behaviour]:
