@@ -19,8 +19,10 @@ simulated time as Synapse does (protocol.md §4-§5):
 - Holes left behind (backward extremities: prevs never fetched because the
   gap was longer than the get_missing_events limit, or history from before
   a join) are filled by ``/backfill``, which Synapse does when a client
-  paginates back: ``history_backfill_ms > 0`` (a deviation; 0 by default)
-  models readers doing so about that often.
+  paginates back. Each new hole is announced to the workload
+  (``Workload.on_holes``), whose readers decide whether a client paginates
+  (``workload.readers``); ``history_backfill_ms > 0`` (a deviation; 0 by
+  default) instead has every server backfill about that often.
 - Missing auth events are fetched with ``/event_auth``.
 - Then checks 4-6 (``RoomState``), persistence, forward extremities and
   current state. Soft-failed and rejected events are stored too.
@@ -573,6 +575,7 @@ class Homeserver(FederationServing):
             return
         if before is None and room.graph.missing_parents(ev):
             return
+        fresh = self._fresh_holes(room, ev) if before is not None else []
         if self.cpu is None:
             d = room.add(ev, before=before, backfilled=backfilled)
         else:
@@ -581,10 +584,43 @@ class Homeserver(FederationServing):
                 return
         self._retries.pop(ev.event_id, None)
         self._outcome(ev, d.outcome, via, d.code or None)
+        self._announce_holes(room, fresh, via)
         if d.outcome != "rejected":
             self._after_persist(room, ev)
             if via == "push":
                 self._forward(room, ev, origin)
+
+    @staticmethod
+    def _fresh_holes(room: RoomState, ev: Event) -> list[str]:
+        """The prevs of ``ev`` that adding it would make new holes."""
+        g = room.graph
+        return [p for p in ev.prev_events if p not in g and p not in g.backward_extremities]
+
+    def _announce_holes(self, room: RoomState, fresh: list[str], via: str) -> None:
+        """Tell the workload (its readers) that the room DAG gained holes."""
+        holes = [p for p in fresh if p not in room.graph]
+        workload = getattr(self.world, "workload", None)
+        if holes and workload is not None:
+            workload.on_holes(self, room, holes, via)
+
+    def holes(self, room: RoomState) -> list[str]:
+        """The room's holes: backward extremities not in its DAG (a prev
+        fetched as an outlier is still one: its ancestry is unknown until it
+        joins the DAG), sorted by ID."""
+        g = room.graph
+        return sorted(e for e in g.backward_extremities if e not in g)
+
+    def backfill_points(self, room: RoomState, among: Iterable[str], limit: int) -> list[str]:
+        """Of the holes ``among``, the ``limit`` newest, as Synapse picks the
+        extremities of a ``/backfill`` (``maybe_backfill``: the deepest 5 by
+        the depth of the events that cite them)."""
+        g = room.graph
+
+        def depth(h: str) -> int:
+            return max((g[c].depth for c in g.children(h) if c in g), default=0)
+
+        holes = [h for h in among if h not in g and h in g.backward_extremities]
+        return sorted(holes, key=lambda h: (-depth(h), h))[:limit]
 
     def _add_if_up(self, room: RoomState, ev: Event, before: dict | None, backfilled: bool,
                    epoch: int) -> Decision | None:
@@ -634,11 +670,13 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id) or self.new_room_state(room_id)
         self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
         before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
+        fresh = self._fresh_holes(room, ev)
         d = room.add(ev, before=before, soft_fail=False)
         self._record("event_created", self.env.now, self.name, ev.event_id, room_id, ev.type, True,
                      ev.depth, len(ev.prev_events), user)
         self._outcome(ev, d.outcome, "created")
         self._after_persist(room, ev)
+        self._announce_holes(room, fresh, "send_join")
         self.env.process(self._backfill(room, resident, list(ev.prev_events)))
         return d.outcome == "accepted"
 
@@ -683,38 +721,49 @@ class Homeserver(FederationServing):
             if not self.up or epoch != self._epoch:
                 return
             for rid, room in sorted(self.rooms.items()):
-                # A prev fetched as an outlier (state fetch) is still a hole:
-                # its ancestry is unknown until it joins the DAG.
-                holes = sorted(e for e in room.graph.backward_extremities if e not in room.graph)
-                peers = sorted(self.joined_servers(room) - {self.name})
-                if holes and peers:
-                    yield from self._backfill_from_any(room, peers, holes[:20])
+                holes = self.holes(room)
+                if holes:
+                    yield from self.backfill_holes(room, holes[:20])
+
+    def backfill_holes(self, room: RoomState, holes: list[str]) -> Proc:
+        """``/backfill`` from ``holes`` from the other servers joined to the
+        room; the number of events added to the DAG, None if no server answered."""
+        peers = sorted(self.joined_servers(room) - {self.name})
+        if not peers:
+            return None
+        return (yield from self._backfill_from_any(room, peers, holes))
 
     def _backfill_from_any(self, room: RoomState, peers: list[str], from_ids: list[str]) -> Proc:
         """Backfill from the servers of the room in random order until one
-        answers (Synapse tries the room's servers one after another)."""
+        answers (Synapse tries the room's servers one after another); the
+        number of events it added to the room DAG, None if none answered."""
         order = [peers[int(i)] for i in self.rng.permutation(len(peers))]
         for peer in order:
             if not self.up:
-                return
-            if (yield from self._backfill(room, peer, from_ids)):
-                return
+                return None
+            added = yield from self._backfill(room, peer, from_ids)
+            if added is not None:
+                return added
+        return None
 
     def _backfill(self, room: RoomState, server: str, from_ids: list[str]) -> Proc:
-        """One ``/backfill`` from ``server``; True if it answered."""
+        """One ``/backfill`` from ``server``: the number of events it added to
+        the room DAG, None if the server did not answer."""
         body = {"room_id": room.graph.room_id, "v": from_ids, "limit": self.config.backfill_limit}
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
-            return False
+            return None
         events = []
         for e in res.body["pdus"]:
             chk = self.check_pdu(e)
             if chk.status != "rejected":
                 events.append(chk.event)
+        added = 0
         for e in sorted(events, key=lambda x: (x.depth, x.event_id)):
             if e.event_id not in room.status:
                 yield from self._process_pulled(room, e, server, "backfill", backfilled=True)
-        return True
+                added += e.event_id in room.graph
+        return added
 
     # -- catch-up, dummy events, faults -------------------------------------------------------
 
@@ -765,7 +814,7 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id)
         if room is None:
             return 0
-        return sum(1 for e in room.graph.backward_extremities if e not in room.graph) + len(self._pending)
+        return len(self.holes(room)) + len(self._pending)
 
     def crash(self) -> None:
         """Down: in-memory queues and in-flight work are lost; storage is kept."""
