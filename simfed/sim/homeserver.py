@@ -194,14 +194,28 @@ class Homeserver(FederationServing):
 
     def joined_servers(self, room: RoomState, state: dict | None = None) -> set[str]:
         """Servers with a joined member in ``state`` (default: current state)."""
+        return set(self._join_depths(room, state))
+
+    def _join_depths(self, room: RoomState, state: dict | None = None) -> dict[str, int]:
+        """Per server with a joined member in ``state`` (default: current
+        state), the least depth of its members' join events."""
         st = room.current_state() if state is None else state
-        out = set()
+        out: dict[str, int] = {}
         for (etype, skey), eid in st.items():
             if etype == "m.room.member":
                 ev = room.events.get(eid)
                 if ev is not None and ev.membership == "join":
-                    out.add(skey.partition(":")[2])
+                    server = skey.partition(":")[2]
+                    out[server] = min(out.get(server, ev.depth), ev.depth)
         return out
+
+    def longest_in_room(self, room: RoomState) -> list[str]:
+        """The other servers joined to the room, longest in the room first
+        (Synapse ``get_current_hosts_in_room_ordered``: by the least depth
+        of their members' current join events; ties by name)."""
+        depths = self._join_depths(room)
+        depths.pop(self.name, None)
+        return sorted(depths, key=lambda s: (depths[s], s))
 
     def has_member(self, room_id: str) -> bool:
         """True if one of this server's users is joined to the room."""
@@ -726,22 +740,15 @@ class Homeserver(FederationServing):
                     yield from self.backfill_holes(room, holes[:20])
 
     def backfill_holes(self, room: RoomState, holes: list[str]) -> Proc:
-        """``/backfill`` from ``holes`` from the other servers joined to the
-        room; the number of events added to the DAG, None if no server answered."""
-        peers = sorted(self.joined_servers(room) - {self.name})
-        if not peers:
-            return None
-        return (yield from self._backfill_from_any(room, peers, holes))
-
-    def _backfill_from_any(self, room: RoomState, peers: list[str], from_ids: list[str]) -> Proc:
-        """Backfill from the servers of the room in random order until one
-        answers (Synapse tries the room's servers one after another); the
-        number of events it added to the room DAG, None if none answered."""
-        order = [peers[int(i)] for i in self.rng.permutation(len(peers))]
-        for peer in order:
+        """``/backfill`` from ``holes``, asking the other servers joined to the
+        room one after another, longest in the room first, until one answers
+        (Synapse ``_maybe_backfill_inner`` ``try_backfill``; an answer ends
+        it even when it holds none of the holes and returns nothing). The
+        number of events added to the DAG, None if no server answered."""
+        for peer in self.longest_in_room(room):
             if not self.up:
                 return None
-            added = yield from self._backfill(room, peer, from_ids)
+            added = yield from self._backfill(room, peer, holes)
             if added is not None:
                 return added
         return None

@@ -12,7 +12,8 @@ to fill the screen. So with ``workload.readers = "on_gap"`` (the default):
   after bridging a gap with a state fetch or after a join.
 - If the server is up and honest, the workload is active (``[start, stop)``)
   and one of the server's users is joined to the room, that user's client
-  reads: after ``workload.reader_delay`` x U(0.5, 1.5) (sync return plus the
+  reads (and, once started, finishes its gap even if the workload stops
+  meanwhile: the client fills the view it opened): after ``workload.reader_delay`` x U(0.5, 1.5) (sync return plus the
   client's ``/messages`` round trip; a stream per server,
   ``workload/readers/<server>``) the server backfills from the gap, exactly
   as the server-side path does (:meth:`Homeserver.backfill_holes`: the room's
@@ -76,10 +77,11 @@ class Readers:
         self._readers: dict[str, _Reader] = {}
         self._streams: dict[str, np.random.Generator] = {}
 
-    def reading(self, hs: "Homeserver") -> bool:
+    def reading(self, hs: "Homeserver", *, started: bool = False) -> bool:
         """True if a client of ``hs`` has the room open: the server is up and
-        honest, the workload active and one of its users joined."""
-        return (hs.up and hs.honest and self._active()
+        honest, one of its users joined and, to start reading a gap, the
+        workload active (a reader already paging finishes its gap)."""
+        return (hs.up and hs.honest and (started or self._active())
                 and any(hs.is_joined(self.room_id, u) for u in hs.users))
 
     def on_holes(self, hs: "Homeserver", room: "RoomState", holes: list[str], via: str) -> None:
@@ -102,7 +104,7 @@ class Readers:
             while r.pages_left > 0:
                 yield self.env.timeout(self.delay_ms * float(rng.uniform(0.5, 1.5)))
                 points = hs.backfill_points(room, r.pending, BACKFILL_POINTS)
-                if not points or not self.reading(hs):
+                if not points or not self.reading(hs, started=True):
                     break
                 r.pages_left -= 1
                 r.pages += 1
