@@ -237,6 +237,7 @@ def run_scenario(
         stopped it, ``result.complete`` whether it reached the end.
     """
     from simfed.metrics import Recorder, headline
+    from simfed.metrics.readers import readers_headline
     from simfed.metrics.services import services_headline
 
     if simulator is None:
@@ -295,6 +296,7 @@ def run_scenario(
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
     summary.update(services_headline(tables, end_t=end_t))
+    summary.update(readers_headline(tables))
     summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}
     result = RunResult(
         scenario=scenario,
