@@ -24,7 +24,9 @@ to fill the screen. So with ``workload.readers = "on_gap"`` (the default):
   uncovered further back), at most ``workload.reader_pages`` pages per gap.
   A new gap while it reads adds its holes and restores the page budget.
 - Holes uncovered by a backfill are not a new gap (no limited sync reports
-  them): only a reader already paging reaches them.
+  them): only a reader already paging reaches them. Nor is the history
+  before a join: the join backfills it once (:meth:`Homeserver.join_via`),
+  the joining client's first page.
 
 Every page is recorded (``reader_pages`` table) with what it asked and what
 it added to the DAG. ``"none"`` turns readers off: gaps then stay open unless
@@ -44,11 +46,16 @@ if TYPE_CHECKING:
     from .homeserver import Homeserver
     from .world import World
 
-__all__ = ["BACKFILL_POINTS", "Readers"]
+__all__ = ["BACKFILL_POINTS", "NOT_GAPS", "Readers"]
 
 #: Backward extremities named in one ``/backfill`` (Synapse
 #: ``_maybe_backfill_inner``: at most 5, the deepest first).
 BACKFILL_POINTS = 5
+#: Holes that are not gaps a reader pages through: those a backfill
+#: uncovered (history behind it) and the history before a join (the join
+#: itself backfills once from the resident server, as the joining client's
+#: first page would).
+NOT_GAPS = ("backfill", "send_join")
 
 
 @dataclass(slots=True)
@@ -86,7 +93,7 @@ class Readers:
 
     def on_holes(self, hs: "Homeserver", room: "RoomState", holes: list[str], via: str) -> None:
         """``hs``'s room DAG gained ``holes`` (reached it ``via``)."""
-        if self.mode == "none" or room.graph.room_id != self.room_id or via == "backfill":
+        if self.mode == "none" or room.graph.room_id != self.room_id or via in NOT_GAPS:
             return
         if not self.reading(hs):
             return
