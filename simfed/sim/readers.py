@@ -13,10 +13,10 @@ to fill the screen. So with ``workload.readers = "on_gap"`` (the default):
 - If the server is up and honest, the workload is active (``[start, stop)``)
   and one of the server's users is joined to the room, that user's client
   reads (and, once started, finishes its gap even if the workload stops
-  meanwhile: the client fills the view it opened): after ``workload.reader_delay`` x U(0.5, 1.5) (sync return plus the
-  client's ``/messages`` round trip; a stream per server,
-  ``workload/readers/<server>``) the server backfills from the gap, exactly
-  as the server-side path does (:meth:`Homeserver.backfill_holes`: the room's
+  meanwhile: the client fills the view it opened): after
+  ``workload.reader_delay`` x U(0.5, 1.5) (sync return plus the client's
+  ``/messages`` round trip; a stream per server, ``workload/readers/<server>``)
+  the server backfills from the gap, exactly as the server-side path does (:meth:`Homeserver.backfill_holes`: the room's
   other servers one after another, ``homeserver.backfill_limit`` events).
 - As Synapse, one ``/backfill`` names at most the 5 newest holes
   (:data:`BACKFILL_POINTS`). The reader pages again, after the same delay,
