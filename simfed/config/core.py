@@ -304,6 +304,20 @@ class WorkloadConfig(_Model):
     """When users begin sending."""
     stop_ms: Duration | None = Field(None, alias="stop")
     """When users stop sending; default: the end of the run."""
+    readers: Literal["on_gap", "none"] = "on_gap"
+    """Clients reading the room. ``"on_gap"``: when a server's room gains a
+    timeline gap (a backward extremity it does not hold) while one of its
+    users is joined and active, that user's client, told by a ``limited``
+    sync, paginates back (``/messages``) and the server backfills from the
+    gap as Synapse does. ``"none"``: no client ever paginates, so gaps stay
+    open (Synapse backfills only on a client's request)."""
+    reader_delay_ms: PositiveDuration = Field(1_000.0, alias="reader_delay")
+    """Time from a gap (or the previous page) to a reader's next
+    ``/messages``: sync long-poll return plus the client's round trip,
+    times U(0.5, 1.5)."""
+    reader_pages: int = Field(5, ge=1)
+    """At most this many pages (backfills of up to ``homeserver.backfill_limit``
+    events) a reader pulls per gap: it stops earlier when the gap is closed."""
 
     @model_validator(mode="after")
     def _window(self) -> WorkloadConfig:

@@ -521,6 +521,10 @@ def headline_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("rejected", ", ".join(f"{k}: {v}" for k, v in s["rejected"].items())))
     if s.get("soft_failed"):
         rows.append(("soft-failed", str(s["soft_failed"])))
+    rd = s.get("readers") or {}
+    if rd.get("pages"):
+        rows.append(("readers", f"{rd['gaps']} gaps paged through: {rd['pages']} backfills, "
+                                f"{rd['events_backfilled']} events"))
     return rows
 
 

@@ -274,6 +274,7 @@ def run_scenario(
         stopped it, ``result.complete`` whether it reached the end.
     """
     from simfed.metrics import Recorder, headline, jsonable
+    from simfed.metrics.readers import readers_headline
     from simfed.metrics.services import services_headline
 
     if simulator is None:
@@ -332,6 +333,7 @@ def run_scenario(
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
     summary.update(services_headline(tables, end_t=end_t))
+    summary.update(readers_headline(tables))
     summary["security"] = jsonable(_security(scenario, sim, simulator, tables, recorder, honest, end_t, summary))
     summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}
     result = RunResult(

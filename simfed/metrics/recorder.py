@@ -36,6 +36,12 @@ Tables (long format, one row per observation, each with ``run_id``):
                  per copy of an event a server queued for another (role
                  ``origin``: its creator's fan-out; ``forward``: passed on by
                  a relay hub, gossip peer or tree node)
+``reader_pages``  run_id, t, t_done, server, room_id, gap, page, holes,
+                 events, answered -- one row per page a reader's client
+                 asked for (``workload.readers``): the server's gap number
+                 and page number, the holes its ``/backfill`` named, the
+                 events it added to the room DAG and whether a server
+                 answered (see :mod:`simfed.sim.readers`)
 
 Auxiliary tables, needed by the convergence and divergence measures:
 
@@ -149,6 +155,18 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "event_id": "cat",
         "role": "cat",
         "size_bytes": "i",
+    },
+    "reader_pages": {
+        "run_id": "cat",
+        "t": "f",
+        "t_done": "f",
+        "server": "cat",
+        "room_id": "cat",
+        "gap": "i",
+        "page": "i",
+        "holes": "i",
+        "events": "i",
+        "answered": "b",
     },
     "membership": {
         "run_id": "cat",
@@ -368,6 +386,11 @@ class Recorder:
         c["event_id"].append(event_id)
         c["role"].append(role)
         c["size_bytes"].append(int(size_bytes))
+
+    def reader_page(self, t: float, t_done: float, server: str, room_id: str, gap: int, page: int, holes: int,
+                    events: int, answered: bool) -> None:
+        self._row("reader_pages", float(t), float(t_done), server, room_id, int(gap), int(page), int(holes),
+                  int(events), bool(answered))
 
     def perturbation(self, t: float, kind: str, detail: str = "") -> None:
         c = self._cols["perturbations"]

@@ -11,7 +11,9 @@ Definitions (copied into the README)
                           them in its DAG holds as an outlier: it fetched
                           them as state while bridging a timeline gap that
                           Synapse leaves until a reader paginates back
-                          (``homeserver.history_backfill`` models readers)
+                          (``workload.readers`` models such clients;
+                          ``homeserver.history_backfill`` a server-side
+                          deviation)
 ``converged``             true when all of: every event that entered an
                           honest server's DAG (accepted or soft-failed there
                           by at least one honest server; this includes every

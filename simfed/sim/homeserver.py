@@ -21,8 +21,10 @@ simulated time as Synapse does (protocol.md §4-§5):
 - Holes left behind (backward extremities: prevs never fetched because the
   gap was longer than the get_missing_events limit, or history from before
   a join) are filled by ``/backfill``, which Synapse does when a client
-  paginates back: ``history_backfill_ms > 0`` (a deviation; 0 by default)
-  models readers doing so about that often.
+  paginates back. Each new hole is announced to the workload
+  (``Workload.on_holes``), whose readers decide whether a client paginates
+  (``workload.readers``); ``history_backfill_ms > 0`` (a deviation; 0 by
+  default) instead has every server backfill about that often.
 - Missing auth events are fetched with ``/event_auth``.
 - Then checks 4-6 (``RoomState``), persistence, forward extremities and
   current state. Soft-failed and rejected events are stored too.
@@ -200,14 +202,28 @@ class Homeserver(FederationServing):
 
     def joined_servers(self, room: RoomState, state: dict | None = None) -> set[str]:
         """Servers with a joined member in ``state`` (default: current state)."""
+        return set(self._join_depths(room, state))
+
+    def _join_depths(self, room: RoomState, state: dict | None = None) -> dict[str, int]:
+        """Per server with a joined member in ``state`` (default: current
+        state), the least depth of its members' join events."""
         st = room.current_state() if state is None else state
-        out = set()
+        out: dict[str, int] = {}
         for (etype, skey), eid in st.items():
             if etype == "m.room.member":
                 ev = room.events.get(eid)
                 if ev is not None and ev.membership == "join":
-                    out.add(skey.partition(":")[2])
+                    server = skey.partition(":")[2]
+                    out[server] = min(out.get(server, ev.depth), ev.depth)
         return out
+
+    def longest_in_room(self, room: RoomState) -> list[str]:
+        """The other servers joined to the room, longest in the room first
+        (Synapse ``get_current_hosts_in_room_ordered``: by the least depth
+        of their members' current join events; ties by name)."""
+        depths = self._join_depths(room)
+        depths.pop(self.name, None)
+        return sorted(depths, key=lambda s: (depths[s], s))
 
     def has_member(self, room_id: str) -> bool:
         """True if one of this server's users is joined to the room."""
@@ -598,6 +614,7 @@ class Homeserver(FederationServing):
             return
         if before is None and room.graph.missing_parents(ev):
             return
+        fresh = self._fresh_holes(room, ev) if before is not None else []
         if self.cpu is None:
             d = room.add(ev, before=before, backfilled=backfilled)
         else:
@@ -606,10 +623,43 @@ class Homeserver(FederationServing):
                 return
         self._retries.pop(ev.event_id, None)
         self._outcome(ev, d.outcome, via, d.code or None)
+        self._announce_holes(room, fresh, via)
         if d.outcome != "rejected":
             self._after_persist(room, ev)
             if via == "push":
                 self._forward(room, ev, origin)
+
+    @staticmethod
+    def _fresh_holes(room: RoomState, ev: Event) -> list[str]:
+        """The prevs of ``ev`` that adding it would make new holes."""
+        g = room.graph
+        return [p for p in ev.prev_events if p not in g and p not in g.backward_extremities]
+
+    def _announce_holes(self, room: RoomState, fresh: list[str], via: str) -> None:
+        """Tell the workload (its readers) that the room DAG gained holes."""
+        holes = [p for p in fresh if p not in room.graph]
+        workload = getattr(self.world, "workload", None)
+        if holes and workload is not None:
+            workload.on_holes(self, room, holes, via)
+
+    def holes(self, room: RoomState) -> list[str]:
+        """The room's holes: backward extremities not in its DAG (a prev
+        fetched as an outlier is still one: its ancestry is unknown until it
+        joins the DAG), sorted by ID."""
+        g = room.graph
+        return sorted(e for e in g.backward_extremities if e not in g)
+
+    def backfill_points(self, room: RoomState, among: Iterable[str], limit: int) -> list[str]:
+        """Of the holes ``among``, the ``limit`` newest, as Synapse picks the
+        extremities of a ``/backfill`` (``maybe_backfill``: the deepest 5 by
+        the depth of the events that cite them)."""
+        g = room.graph
+
+        def depth(h: str) -> int:
+            return max((g[c].depth for c in g.children(h) if c in g), default=0)
+
+        holes = [h for h in among if h not in g and h in g.backward_extremities]
+        return sorted(holes, key=lambda h: (-depth(h), h))[:limit]
 
     def _add_if_up(self, room: RoomState, ev: Event, before: dict | None, backfilled: bool,
                    epoch: int) -> Decision | None:
@@ -661,6 +711,7 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id) or self.new_room_state(room_id)
         self._store_outliers(room, list(res.body["auth_chain"]) + list(res.body["state"]), "send_join")
         before = {(e.type, e.state_key): e.event_id for e in res.body["state"] if e.event_id in room.events}
+        fresh = self._fresh_holes(room, ev)
         self._record("event_created", self.env.now, self.name, ev.event_id, room_id, ev.type, True,
                      ev.depth, len(ev.prev_events), user)
         d = room.decide(ev, before=before, soft_fail=False)
@@ -672,6 +723,7 @@ class Homeserver(FederationServing):
         d = room.add(ev, before=before, soft_fail=False, decided=d)
         self._outcome(ev, d.outcome, "created")
         self._after_persist(room, ev)
+        self._announce_holes(room, fresh, "send_join")
         self.env.process(self._backfill(room, resident, list(ev.prev_events)))
         return d.outcome == "accepted"
 
@@ -716,42 +768,46 @@ class Homeserver(FederationServing):
             if not self.up or epoch != self._epoch:
                 return
             for rid, room in sorted(self.rooms.items()):
-                # A prev fetched as an outlier (state fetch) is still a hole:
-                # its ancestry is unknown until it joins the DAG.
-                holes = sorted(e for e in room.graph.backward_extremities if e not in room.graph)
-                peers = sorted(self.joined_servers(room) - {self.name})
-                if holes and peers:
-                    yield from self._backfill_from_any(room, peers, holes[:20])
+                holes = self.holes(room)
+                if holes:
+                    yield from self.backfill_holes(room, holes[:20])
 
-    def _backfill_from_any(self, room: RoomState, peers: list[str], from_ids: list[str]) -> Proc:
-        """Backfill from the servers of the room in random order until one
-        answers (Synapse tries the room's servers one after another)."""
-        order = [peers[int(i)] for i in self.rng.permutation(len(peers))]
-        for peer in order:
+    def backfill_holes(self, room: RoomState, holes: list[str]) -> Proc:
+        """``/backfill`` from ``holes``, asking the other servers joined to the
+        room one after another, longest in the room first, until one answers
+        (Synapse ``_maybe_backfill_inner`` ``try_backfill``; an answer ends
+        it even when it holds none of the holes and returns nothing). The
+        number of events added to the DAG, None if no server answered."""
+        for peer in self.longest_in_room(room):
             if not self.up:
-                return
-            if (yield from self._backfill(room, peer, from_ids)):
-                return
+                return None
+            added = yield from self._backfill(room, peer, holes)
+            if added is not None:
+                return added
+        return None
 
     def _backfill(self, room: RoomState, server: str, from_ids: list[str]) -> Proc:
-        """One ``/backfill`` from ``server``; True if it answered."""
+        """One ``/backfill`` from ``server``: the number of events it added to
+        the room DAG, None if the server did not answer."""
         body = {"room_id": room.graph.room_id, "v": from_ids, "limit": self.config.backfill_limit}
         res = yield from self.request(server, "backfill", body, OVERHEAD_BYTES + ID_BYTES * len(from_ids))
         if not isinstance(res, Response) or not res.ok:
-            return False
+            return None
         try:
             pdus = backfill_events(self, room.graph.room_id, res.body["pdus"])
         except BadAnswer:
-            return False
+            return None
         events = []
         for e in pdus:
             chk = self.check_pdu(e)
             if chk.status != "rejected":
                 events.append(chk.event)
+        added = 0
         for e in sorted(events, key=lambda x: (x.depth, x.event_id)):
             if e.event_id not in room.status:
                 yield from self._process_pulled(room, e, server, "backfill", backfilled=True)
-        return True
+                added += e.event_id in room.graph
+        return added
 
     # -- catch-up, dummy events, faults -------------------------------------------------------
 
@@ -802,7 +858,7 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id)
         if room is None:
             return 0
-        return sum(1 for e in room.graph.backward_extremities if e not in room.graph) + len(self._pending)
+        return len(self.holes(room)) + len(self._pending)
 
     def crash(self) -> None:
         """Down: in-memory queues and in-flight work are lost; storage is kept."""

@@ -13,6 +13,12 @@ and the room-wide state changes from the stream passed in (``workload``).
 So the times and senders of a user's messages do not depend on the network
 (its loss level, latencies) or on how many other users there are; whether
 a message is sent still does (its user must be joined and its server up).
+
+The users' clients also read: ``workload.readers`` (default ``"on_gap"``)
+has a client page back through a timeline gap of its server, which makes
+the server backfill, as Synapse does only on a client's request (see
+:mod:`simfed.sim.readers`; their delays come from
+``workload/readers/<server>``).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import simpy
 from ..protocol.auth import CREATE_KEY, PL_KEY, get_user_level
 from ..protocol.roomversions import get_room_version
 from .changes import late_joiners
+from .readers import Readers
 
 if TYPE_CHECKING:
+    from ..protocol import RoomState
     from .homeserver import Homeserver
     from .world import World
 
@@ -65,6 +73,8 @@ class Workload:
         self.creator_hs: "Homeserver" = world.servers[creator_hs]
         self.creator = self.creator_hs.users[0]
         self.room_id = f"!room0:{creator_hs}"
+        self.readers = Readers(world, self.room_id, mode=self.cfg.readers, delay_ms=self.cfg.reader_delay_ms,
+                               pages=self.cfg.reader_pages, active=self._active)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -86,6 +96,10 @@ class Workload:
         st = room.current_state()
         auth = {k: room.events[st[k]] for k in (PL_KEY, CREATE_KEY) if k in st}
         return get_user_level(user, auth, get_room_version(hs.config.room_version))
+
+    def on_holes(self, hs: "Homeserver", room: "RoomState", holes: list[str], via: str) -> None:
+        """The homeserver's hook: its room DAG gained ``holes``; its readers decide."""
+        self.readers.on_holes(hs, room, holes, via)
 
     # -- set-up ------------------------------------------------------------------
 

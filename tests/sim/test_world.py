@@ -143,7 +143,8 @@ def test_gap_longer_than_get_missing_events_limit_is_bridged_by_state_fetch(read
         3,
         simulation={"seed": 3, "duration": "100m"},
         servers={"count": 3, "users_per_server": 2},
-        workload={"messages_per_user_per_minute": 1, "state_changes_per_minute": 1, "stop": "45m"},
+        workload={"messages_per_user_per_minute": 1, "state_changes_per_minute": 1, "stop": "45m",
+                  "readers": "none"},
         network={"partitions": [{"start": "1m", "end": "40m", "groups": [["hs0", "hs1"], ["hs2"]]}]},
         homeserver={"history_backfill": "1m" if readers else "0s"},
     ))
