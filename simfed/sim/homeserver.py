@@ -49,6 +49,7 @@ from ..protocol import (
     check_auth,
     check_auth_events_sanity,
 )
+from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
 from ..protocol.checks import CheckResult
 from ..protocol.room import Decision
 from .federation import FederationSender
@@ -230,6 +231,9 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id)
         if room is None or not self.up:
             return None
+        if etype == ACL_EVENT_TYPE and not ServerAcl.from_content(content).allows(self.name):
+            self.counters["refused"] += 1  # Synapse: "Can't create an ACL event that denies the local server"
+            return None
         if prev_events is None:
             fwd = room.forward_extremities
             prev_events = sorted(fwd, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
@@ -365,6 +369,10 @@ class Homeserver(FederationServing):
     def _process_transaction(self, origin: str, body: dict) -> Response:
         results: dict[str, dict] = {}
         for ev in body["pdus"]:
+            denied = self._acl_denied_pdu(origin, ev)
+            if denied is not None:
+                results[ev.event_id] = denied
+                continue
             res = self.check_pdu(ev)
             if res.status == "rejected":
                 results[res.event_id or "?"] = {"error": res.reason}

@@ -13,17 +13,27 @@ or event, M_FORBIDDEN for a server not in the room). Mixed into
 reads it, so a malformed request from a hostile peer fails that request
 with ``400 M_BAD_JSON`` naming the field (as Synapse answers a body it
 cannot parse), never the run.
+
+Server ACLs (``m.room.server_acl`` in the room's current state, see
+:mod:`simfed.protocol.acl`) are enforced as Synapse's ``federation_server.py``
+``check_server_matches_acl``: every request about a room from a denied origin
+(all of the above but ``/event``) is refused with ``403 M_FORBIDDEN``
+(counted ``acl_refused_requests``), and the PDUs of a ``/send`` from a denied
+origin are dropped unchecked (``acl_denied``). The origin is the server that
+sent the request, not the event's sender.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 from typing import Any, Iterable
 
 from ..protocol import Event, RoomState, auth_events_for
+from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
 from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
 
-__all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request"]
+__all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request", "room_acl"]
 
 #: Bytes of a request or response besides the events it carries.
 OVERHEAD_BYTES = 300
@@ -82,16 +92,47 @@ def check_request(kind: str, body: Any) -> None:
             raise MatrixError(M_BAD_JSON, f"{kind}: {name} must be {what}", 400)
 
 
+@lru_cache(maxsize=256)
+def _acl_of(ev: Event) -> ServerAcl:
+    return ServerAcl.from_content(ev.content)
+
+
+def room_acl(room: RoomState) -> ServerAcl | None:
+    """The server ACL of the room's current state (None: no ACL, all allowed)."""
+    eid = room.current_state().get((ACL_EVENT_TYPE, ""))
+    ev = room.events.get(eid) if eid is not None else None
+    return None if ev is None else _acl_of(ev)
+
+
 class FederationServing:
     """Request handlers of a homeserver (a mixin of ``Homeserver``)."""
 
     name: str
     rooms: dict[str, RoomState]
 
+    def acl_allows(self, room: RoomState, server: str) -> bool:
+        """True if the room's server ACL (current state) lets ``server`` in."""
+        acl = room_acl(room)
+        return acl is None or acl.allows(server)
+
+    def _acl_denied_pdu(self, origin: str, ev: Event) -> dict | None:
+        """The per-PDU error of a ``/send`` PDU from an origin the room's ACL
+        denies (it is dropped unchecked), else None."""
+        room = self.rooms.get(ev.room_id)
+        if room is None or self.acl_allows(room, origin):
+            return None
+        self.counters["acl_denied"] += 1
+        self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, "dropped", "push",
+                     "server_acl")
+        return {"errcode": M_FORBIDDEN, "error": "Server is banned from room"}
+
     def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
         room = self.rooms.get(room_id)
         if room is None:
             raise MatrixError(M_NOT_FOUND, f"{self.name} is not in room {room_id}", 404)
+        if not self.acl_allows(room, origin):
+            self.counters["acl_refused_requests"] += 1
+            raise MatrixError(M_FORBIDDEN, "Server is banned from room", 403)
         if check_member and origin not in self.joined_servers(room) and not self._was_member(room, origin):
             raise MatrixError(M_FORBIDDEN, f"{origin} is not in room {room_id}", 403)
         return room
