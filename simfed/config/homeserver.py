@@ -73,6 +73,11 @@ class HomeserverSection(_Model):
     each server backfills holes in its room DAG from a server of the room.
     0 (Synapse without simulated readers: backfill happens only when a
     client asks) turns it off; a period is a deviation."""
+    strict_answer_limits: bool = False
+    """A ``/get_missing_events`` or ``/backfill`` answer with more events than
+    the ``limit`` asked fails that fetch (counted ``bad_answer_over_limit``).
+    Synapse (false) processes the whole answer (``federation_event.py``
+    ``_get_missing_events_for_pdu``); ``true`` is a deviation."""
 
     def homeserver_kwargs(self) -> dict[str, Any]:
         """The fields of ``simfed.sim.HomeserverConfig`` this section sets."""
@@ -91,4 +96,5 @@ class HomeserverSection(_Model):
             "gap_fill_retries": self.gap_fill_retries,
             "gap_fill_backoff_ms": self.gap_fill_backoff_ms,
             "history_backfill_ms": self.history_backfill_ms,
+            "strict_answer_limits": self.strict_answer_limits,
         }

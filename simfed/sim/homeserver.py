@@ -52,6 +52,7 @@ from ..protocol import (
 from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
 from ..protocol.checks import CheckResult
 from ..protocol.room import Decision
+from .defences_answers import check_answer
 from .federation import FederationSender
 from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
@@ -99,6 +100,7 @@ class HomeserverConfig:
     gap_fill_retries: int = 0
     gap_fill_backoff_ms: float = 2_000.0
     history_backfill_ms: float = 0.0
+    strict_answer_limits: bool = False
 
 
 class Homeserver(FederationServing):
@@ -309,7 +311,8 @@ class Homeserver(FederationServing):
     # -- requests ----------------------------------------------------------------
 
     def request(self, dest: str, kind: str, body: dict, size: int) -> Proc:
-        """A federation request with "short" retries; returns a Response or RequestFailed."""
+        """A federation request with "short" retries; returns a Response or RequestFailed
+        (``"bad_answer"``: a 2xx answer that failed :func:`check_answer`, counted, not retried)."""
         c = self.config
         res: Response | RequestFailed = RequestFailed("timeout")
         for attempt in range(c.fetch_retries + 1):
@@ -319,6 +322,11 @@ class Homeserver(FederationServing):
                 return RequestFailed("connection")
             res = yield self.world.transport.request(self.name, dest, kind, body, size, timeout_ms=c.request_timeout_ms)
             self.counters[f"request:{kind}"] += 1
+            if isinstance(res, Response) and res.ok:
+                bad = check_answer(kind, body, res.body, strict_limits=c.strict_answer_limits)
+                if bad is not None:
+                    self.counters[f"bad_answer_{bad}"] += 1
+                    return RequestFailed("bad_answer")
             if isinstance(res, Response) and (res.ok or (400 <= res.status < 500 and res.status != 429)):
                 return res
         return res
@@ -633,7 +641,11 @@ class Homeserver(FederationServing):
         if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
         fields = dict(res.body["event"], origin_server_ts=self.now_ts())
-        ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        try:
+            ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        except ValueError:
+            self.counters["bad_answer_shape"] += 1  # a make_join template that is no event
+            return False
         self.counters["signed"] += 1
         res = yield from self.request(resident, "send_join", {"room_id": room_id, "event": ev},
                                       OVERHEAD_BYTES + ev.size_bytes)
