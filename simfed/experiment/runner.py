@@ -238,6 +238,7 @@ def run_scenario(
     """
     from simfed.metrics import Recorder, headline
     from simfed.metrics.services import services_headline
+    from simfed.sim.defences import defence_totals
 
     if simulator is None:
         from simfed.sim.world import simulate as simulator
@@ -295,6 +296,8 @@ def run_scenario(
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
     summary.update(services_headline(tables, end_t=end_t))
+    counters = {n: getattr(hs, "counters", {}) for n, hs in (getattr(sim, "servers", None) or {}).items()}
+    summary["defences"] = defence_totals(counters, sorted(honest))
     summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}
     result = RunResult(
         scenario=scenario,

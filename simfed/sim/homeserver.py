@@ -144,6 +144,8 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         self._answered: dict[str, OrderedDict[str, Response]] = {}
+        #: per origin, the txn_id of the transaction being processed
+        self._active_txns: dict[str, Any] = {}
         #: each stored event's position in the order this server stored them
         #: (Synapse's stream ordering; persisted, so it survives a crash)
         self._stream: dict[str, int] = {}
@@ -343,9 +345,14 @@ class Homeserver(FederationServing):
                 raise MatrixError("M_UNRECOGNIZED", f"{self.name} serves no {kind}", 404)
             return served(self, origin, body)
         check_request(kind, body)
+        if kind == "transaction":
+            self._admit_transaction(origin, body)
         if self.cpu is not None:
             self.counters["requests_served"] += 1
-            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+            out = self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+            if kind == "transaction":
+                self._track_transaction(origin, body, out)
+            return out
         return handler(origin, body)
 
     def _serve_if_up(self, handler: Any, origin: str, body: Any, epoch: int) -> Response:

@@ -29,11 +29,18 @@ from collections import deque
 from functools import lru_cache
 from typing import Any, Iterable
 
+import simpy
+
 from ..protocol import Event, RoomState, auth_events_for
 from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
-from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
+from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, M_UNKNOWN, MatrixError, Response
 
 __all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request", "room_acl"]
+
+#: Synapse refuses a transaction with more PDUs or EDUs than this with a 400
+#: (``federation_server.py`` ``on_incoming_transaction``).
+MAX_TXN_PDUS = 50
+MAX_TXN_EDUS = 100
 
 #: Bytes of a request or response besides the events it carries.
 OVERHEAD_BYTES = 300
@@ -125,6 +132,24 @@ class FederationServing:
         self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, "dropped", "push",
                      "server_acl")
         return {"errcode": M_FORBIDDEN, "error": "Server is banned from room"}
+
+    def _admit_transaction(self, origin: str, body: dict) -> None:
+        """Synapse's checks before a ``/send`` is processed: at most 50 PDUs
+        and 100 EDUs (else 400, counted ``txn_too_large``), and one
+        transaction per origin at a time (another txn_id while one is being
+        processed: 429 ``M_UNKNOWN``, counted ``txn_concurrent_refused``;
+        the sender retries it as any 429)."""
+        if len(body["pdus"]) > MAX_TXN_PDUS or len(body.get("edus") or ()) > MAX_TXN_EDUS:
+            self.counters["txn_too_large"] += 1
+            raise MatrixError(M_BAD_JSON, "Transaction PDU or EDU count too large", 400)
+        if origin in self._active_txns and self._active_txns[origin] != body.get("txn_id"):
+            self.counters["txn_concurrent_refused"] += 1
+            raise MatrixError(M_UNKNOWN, "Too many concurrent transactions", 429)
+
+    def _track_transaction(self, origin: str, body: dict, processing: simpy.Event) -> None:
+        """Mark the origin busy with this transaction until ``processing`` ends."""
+        self._active_txns[origin] = body.get("txn_id")
+        processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
 
     def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
         room = self.rooms.get(room_id)

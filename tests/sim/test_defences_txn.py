@@ -1,0 +1,53 @@
+"""Synapse's /send admission: at most 50 PDUs / 100 EDUs, one transaction per origin at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from simfed.metrics import Recorder
+from simfed.sim.transport import M_BAD_JSON, M_UNKNOWN, MatrixError
+from simfed.sim.world import World
+
+from test_world import scenario
+
+
+def answer(world, out):
+    """The Response of a handler's answer (run the simulation until a deferred one is ready)."""
+    if hasattr(out, "status"):
+        return out
+    world.env.run(until=out)
+    return out.value
+
+
+@pytest.fixture()
+def world():
+    w = World(scenario(31, servers={"count": 3}, simulation={"seed": 31, "duration": "1m"}, workload={"stop": "30s"}),
+              Recorder())
+    w.workload.create_room()
+    return w
+
+
+def test_too_many_pdus_or_edus_refused_400(world):
+    hs = world.servers["hs0"]
+    ev = next(iter(hs.rooms[world.room_id].events.values()))
+    for body in ({"txn_id": "t1", "pdus": [ev] * 51}, {"txn_id": "t2", "pdus": [], "edus": [{}] * 101}):
+        with pytest.raises(MatrixError) as err:
+            hs._handle("hs1", "transaction", body)
+        assert err.value.http_status == 400 and err.value.errcode == M_BAD_JSON
+    assert hs.counters["txn_too_large"] == 2
+    assert answer(world, hs._handle("hs1", "transaction", {"txn_id": "t3", "pdus": [ev] * 50})).status == 200
+
+
+def test_one_transaction_per_origin_at_a_time(world):
+    hs = world.servers["hs0"]
+    busy = world.env.event()
+    hs._track_transaction("hs1", {"txn_id": "a"}, busy)
+    with pytest.raises(MatrixError) as err:
+        hs._handle("hs1", "transaction", {"txn_id": "b", "pdus": []})
+    assert err.value.http_status == 429 and err.value.errcode == M_UNKNOWN
+    assert hs.counters["txn_concurrent_refused"] == 1
+    other = hs._handle("hs2", "transaction", {"txn_id": "b", "pdus": []})  # another origin
+    retry = hs._handle("hs1", "transaction", {"txn_id": "a", "pdus": []})  # its retry
+    busy.succeed()
+    assert answer(world, other).status == 200 and answer(world, retry).status == 200
+    assert answer(world, hs._handle("hs1", "transaction", {"txn_id": "b", "pdus": []})).status == 200
