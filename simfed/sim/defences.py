@@ -50,6 +50,7 @@ DEFENCE_COUNTERS = (
     "acl_refused_requests",
     "txn_concurrent_refused",
     "txn_too_large",
+    "linearizer_waits",
 )
 
 

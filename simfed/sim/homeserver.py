@@ -55,7 +55,7 @@ from ..protocol.room import Decision
 from .defences_answers import check_answer
 from .federation import FederationSender
 from .processing import Cpu
-from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
+from .serving import DEPTH_CAP, ID_BYTES, LINEARIZED_KINDS, OVERHEAD_BYTES, FederationServing, check_request
 from .transport import MatrixError, RequestFailed, Response
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ class Homeserver(FederationServing):
         self._answered: dict[str, OrderedDict[str, Response]] = {}
         #: per origin, the txn_id of the transaction being processed
         self._active_txns: dict[str, Any] = {}
+        #: per (origin, room), the end of the last linearized request queued
+        self._linearizer: dict[tuple[str, str], simpy.Event] = {}
         #: each stored event's position in the order this server stored them
         #: (Synapse's stream ordering; persisted, so it survives a crash)
         self._stream: dict[str, int] = {}
@@ -349,7 +351,11 @@ class Homeserver(FederationServing):
             self._admit_transaction(origin, body)
         if self.cpu is not None:
             self.counters["requests_served"] += 1
-            out = self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+            def serve() -> simpy.Process:
+                return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+
+            out = self.env.process(self._linearized((origin, body["room_id"]), serve)) \
+                if kind in LINEARIZED_KINDS else serve()
             if kind == "transaction":
                 self._track_transaction(origin, body, out)
             return out

@@ -42,6 +42,10 @@ __all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_reque
 MAX_TXN_PDUS = 50
 MAX_TXN_EDUS = 100
 
+#: Requests Synapse serves one at a time per (origin, room): its
+#: ``_server_linearizer`` in ``federation_server.py``.
+LINEARIZED_KINDS = frozenset({"get_missing_events", "state", "event_auth", "backfill"})
+
 #: Bytes of a request or response besides the events it carries.
 OVERHEAD_BYTES = 300
 ID_BYTES = 48
@@ -150,6 +154,24 @@ class FederationServing:
         """Mark the origin busy with this transaction until ``processing`` ends."""
         self._active_txns[origin] = body.get("txn_id")
         processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
+
+    def _linearized(self, key: tuple[str, str], serve: Any) -> Any:
+        """Serve after the previous request with the same (origin, room) key
+        has been answered (a SimPy generator; ``serve()`` returns the event
+        of the answer). A peer hammering one room waits for its own requests,
+        not others'."""
+        prev = self._linearizer.get(key)
+        done = self.env.event()
+        self._linearizer[key] = done
+        try:
+            if prev is not None and not prev.triggered:
+                self.counters["linearizer_waits"] += 1
+                yield prev
+            return (yield serve())
+        finally:
+            done.succeed()
+            if self._linearizer.get(key) is done:
+                del self._linearizer[key]
 
     def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
         room = self.rooms.get(room_id)

@@ -51,3 +51,20 @@ def test_one_transaction_per_origin_at_a_time(world):
     busy.succeed()
     assert answer(world, other).status == 200 and answer(world, retry).status == 200
     assert answer(world, hs._handle("hs1", "transaction", {"txn_id": "b", "pdus": []})).status == 200
+
+
+def test_fetches_linearized_per_origin_and_room(world):
+    """Synapse serves /get_missing_events, /state, /event_auth, /backfill one
+    at a time per (origin, room): a second one from the same origin waits."""
+    hs = world.servers["hs0"]
+    assert hs.cpu is not None
+    rid = world.room_id
+    tip = sorted(hs.rooms[rid].forward_extremities)
+    body = {"room_id": rid, "latest_events": tip, "earliest_events": [], "limit": 10}
+    # only hs0's users are in the room so far: hs0 itself is the member that asks
+    outs = [hs._handle("hs0", "get_missing_events", body) for _ in range(3)]
+    assert [answer(world, o).status for o in outs] == [200, 200, 200]
+    assert hs.counters["linearizer_waits"] == 2
+    assert not hs._linearizer  # released once answered
+    hs._handle("hs0", "state_ids", {"room_id": rid, "event_id": tip[0]})  # not linearized
+    assert hs.counters["linearizer_waits"] == 2
