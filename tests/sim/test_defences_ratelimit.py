@@ -121,3 +121,55 @@ def test_defence_totals_sum_servers():
     c = {"a": {"rate_limited": 2, "bad_answer_wrong_room": 1, "accepted": 5}, "b": {"rate_limited": 1}}
     tot = defence_totals(c, ["a", "b"])
     assert tot["rate_limited"] == 3 and tot["bad_answer_wrong_room"] == 1 and "accepted" not in tot
+
+
+def _flood_run(enabled: bool):
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    from test_world import scenario
+
+    sc = scenario(41, servers={"count": 4}, simulation={"seed": 41, "duration": "3m"}, workload={"stop": "2m"},
+                  federation={"rate_limit": {"enabled": enabled}})
+    world = World(sc, Recorder())
+    answers: list = []
+
+    def flood():
+        yield world.env.timeout(60_000)
+        room = world.servers["hs3"].rooms[world.room_id]
+        body = {"room_id": world.room_id, "event_id": sorted(room.forward_extremities)[0]}
+        calls = [world.transport.request("hs3", "hs0", "state_ids", body, 300, timeout_ms=60_000)
+                 for _ in range(120)]
+        for c in calls:
+            answers.append((yield c))
+
+    world.env.process(flood())
+    _, completed = world.run()
+    assert completed
+    return world, answers
+
+
+def test_flood_of_requests_in_a_run_is_slept_and_refused():
+    world, answers = _flood_run(True)
+    statuses = Counter(getattr(r, "status", None) for r in answers)
+    c = world.servers["hs0"].counters
+    assert statuses[429] == c["rate_limited"] > 0 and statuses[200] == 120 - statuses[429]
+    assert c["rate_limit_slept"] > 0 and c["rate_limit_queued"] > 0
+    assert defence_totals({n: s.counters for n, s in world.servers.items()}, ["hs0"])["rate_limited"] == statuses[429]
+    world, answers = _flood_run(False)
+    assert all(r.status == 200 for r in answers)
+    assert world.servers["hs0"].counters["rate_limited"] == 0
+
+
+def test_scenario_keys_reach_the_limiter():
+    from simfed.metrics import Recorder
+    from simfed.sim.world import World
+
+    from test_world import scenario
+
+    sc = scenario(42, federation={"rate_limit": {"sleep_limit": 4, "sleep_delay": "1s", "reject_limit": 7,
+                                                 "concurrent": 2, "window": "2s"}})
+    lim = World(sc, Recorder()).transport.limiter
+    assert lim.settings == RateLimitSettings(2000.0, 4, 1000.0, 7, 2)
+    assert lim.applies("hs0", "state") and not lim.applies("hs0", "transaction")
+    assert World(scenario(42, federation={"rate_limit": {"enabled": False}}), Recorder()).transport.limiter is None
