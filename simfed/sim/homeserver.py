@@ -55,7 +55,7 @@ from ..protocol.room import Decision
 from .defences_answers import check_answer
 from .federation import FederationSender
 from .processing import Cpu
-from .serving import DEPTH_CAP, ID_BYTES, LINEARIZED_KINDS, OVERHEAD_BYTES, FederationServing, check_request
+from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
 from .transport import MatrixError, RequestFailed, Response
 
 if TYPE_CHECKING:
@@ -351,14 +351,7 @@ class Homeserver(FederationServing):
             self._admit_transaction(origin, body)
         if self.cpu is not None:
             self.counters["requests_served"] += 1
-            def serve() -> simpy.Process:
-                return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
-
-            out = self.env.process(self._linearized((origin, body["room_id"]), serve)) \
-                if kind in LINEARIZED_KINDS else serve()
-            if kind == "transaction":
-                self._track_transaction(origin, body, out)
-            return out
+            return self._serve_on_cpu(kind, handler, origin, body)
         return handler(origin, body)
 
     def _serve_if_up(self, handler: Any, origin: str, body: Any, epoch: int) -> Response:

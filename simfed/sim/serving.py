@@ -155,6 +155,18 @@ class FederationServing:
         self._active_txns[origin] = body.get("txn_id")
         processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
 
+    def _serve_on_cpu(self, kind: str, handler: Any, origin: str, body: dict) -> simpy.Process:
+        """Answer on the CPU (``cpu.run``): linearized per (origin, room) for
+        ``LINEARIZED_KINDS``; a transaction marks its origin busy until done."""
+        def serve() -> simpy.Process:
+            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+
+        out = self.env.process(self._linearized((origin, body["room_id"]), serve)) \
+            if kind in LINEARIZED_KINDS else serve()
+        if kind == "transaction":
+            self._track_transaction(origin, body, out)
+        return out
+
     def _linearized(self, key: tuple[str, str], serve: Any) -> Any:
         """Serve after the previous request with the same (origin, room) key
         has been answered (a SimPy generator; ``serve()`` returns the event

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import simpy
 
+from simfed.metrics import Recorder
 from simfed.sim.defences import FederationRateLimiter, RateLimitSettings, defence_totals
 from simfed.sim.latency import ConstantLatency
 from simfed.sim.network import Network
 from simfed.sim.transport import M_LIMIT_EXCEEDED, Response, Transport
+from simfed.sim.world import World
+
+from test_world import scenario
 
 
 def setup(settings: RateLimitSettings, work_ms: float = 0.0, destinations=None):
@@ -124,11 +128,6 @@ def test_defence_totals_sum_servers():
 
 
 def _flood_run(enabled: bool):
-    from simfed.metrics import Recorder
-    from simfed.sim.world import World
-
-    from test_world import scenario
-
     sc = scenario(41, servers={"count": 4}, simulation={"seed": 41, "duration": "3m"}, workload={"stop": "2m"},
                   federation={"rate_limit": {"enabled": enabled}})
     world = World(sc, Recorder())
@@ -162,11 +161,6 @@ def test_flood_of_requests_in_a_run_is_slept_and_refused():
 
 
 def test_scenario_keys_reach_the_limiter():
-    from simfed.metrics import Recorder
-    from simfed.sim.world import World
-
-    from test_world import scenario
-
     sc = scenario(42, federation={"rate_limit": {"sleep_limit": 4, "sleep_delay": "1s", "reject_limit": 7,
                                                  "concurrent": 2, "window": "2s"}})
     lim = World(sc, Recorder()).transport.limiter
