@@ -155,35 +155,47 @@ class FederationServing:
         self._active_txns[origin] = body.get("txn_id")
         processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
 
-    def _serve_on_cpu(self, kind: str, handler: Any, origin: str, body: dict) -> simpy.Process:
+    def _serve_on_cpu(self, kind: str, handler: Any, origin: str, body: dict) -> simpy.Event:
         """Answer on the CPU (``cpu.run``): linearized per (origin, room) for
         ``LINEARIZED_KINDS``; a transaction marks its origin busy until done."""
         def serve() -> simpy.Process:
             return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
 
-        out = self.env.process(self._linearized((origin, body["room_id"]), serve)) \
-            if kind in LINEARIZED_KINDS else serve()
+        out = self._linearized((origin, body["room_id"]), serve) if kind in LINEARIZED_KINDS else serve()
         if kind == "transaction":
             self._track_transaction(origin, body, out)
         return out
 
-    def _linearized(self, key: tuple[str, str], serve: Any) -> Any:
-        """Serve after the previous request with the same (origin, room) key
-        has been answered (a SimPy generator; ``serve()`` returns the event
-        of the answer). A peer hammering one room waits for its own requests,
-        not others'."""
+    def _linearized(self, key: tuple[str, str], serve: Any) -> simpy.Event:
+        """Serve once the previous request with the same (origin, room) key
+        has been answered; ``serve()`` starts serving and returns its event.
+        Returns an event with the same outcome (chained by callbacks: a
+        process yielding a failed one would rebuild its ``MatrixError``).
+        A peer hammering one room waits for its own requests, not others'."""
         prev = self._linearizer.get(key)
         done = self.env.event()
         self._linearizer[key] = done
-        try:
-            if prev is not None and not prev.triggered:
-                self.counters["linearizer_waits"] += 1
-                yield prev
-            return (yield serve())
-        finally:
+        out = self.env.event()
+
+        def finish(ev: simpy.Event) -> None:
             done.succeed()
             if self._linearizer.get(key) is done:
                 del self._linearizer[key]
+            if ev.ok:
+                out.succeed(ev.value)
+            else:
+                ev.defused = True
+                out.fail(ev.value)
+
+        def start(_e: Any = None) -> None:
+            serve().callbacks.append(finish)
+
+        if prev is not None and not prev.triggered:
+            self.counters["linearizer_waits"] += 1
+            prev.callbacks.append(start)
+        else:
+            start()
+        return out
 
     def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
         room = self.rooms.get(room_id)

@@ -68,3 +68,16 @@ def test_fetches_linearized_per_origin_and_room(world):
     assert not hs._linearizer  # released once answered
     hs._handle("hs0", "state_ids", {"room_id": rid, "event_id": tip[0]})  # not linearized
     assert hs.counters["linearizer_waits"] == 2
+
+
+def test_linearized_refusal_is_an_error_answer(world):
+    """A linearized request refused (here: from a server not in the room)
+    answers 403 through the transport; the run does not crash."""
+    out = []
+    rid = world.room_id
+    body = {"room_id": rid, "latest_events": sorted(world.servers["hs0"].rooms[rid].forward_extremities)}
+    for _ in range(2):
+        ev = world.transport.request("hs1", "hs0", "get_missing_events", body, 300, timeout_ms=60_000)
+        ev.callbacks.append(lambda e: out.append(e.value))
+    world.env.run(until=world.env.now + 5_000)
+    assert [r.status for r in out] == [403, 403]
