@@ -22,7 +22,7 @@ from simfed import simulate
 from simfed.experiment.scenario import load_scenario
 from simfed.metrics.convergence import event_convergence
 
-COUNTED = ("request_failed:", "bad_answer:", "request:get_missing_events", "request:state_ids", "signature_checks")
+COUNTED = ("request_failed:", "bad_answer_", "request:get_missing_events", "request:state_ids", "signature_checks")
 
 
 def measure(scenario, honest: set[str]) -> dict:

@@ -393,11 +393,24 @@ class RetryConfig(_Model):
 
 
 class RateLimitConfig(_Model):
-    """Inbound federation rate limiting per origin (off by default)."""
+    """``[federation.rate_limit]``: Synapse's inbound federation rate limiter
+    (``util/ratelimitutils.py``; ``rc_federation`` defaults of
+    ``config/ratelimiting.py``), per origin, on every request but ``/send``."""
 
-    enabled: bool = False
+    enabled: bool = True
+    """Synapse: always on (``rc_federation`` has defaults)."""
     window_ms: PositiveDuration = Field(1000.0, alias="window")
-    max_requests: int = Field(50, ge=1)
+    """``window_size``: requests counted over this window."""
+    sleep_limit: int = Field(10, ge=1)
+    """More requests than this in the window: each waits ``sleep_delay`` first."""
+    sleep_delay_ms: Duration = Field(500.0, alias="sleep_delay")
+    reject_limit: int = Field(50, ge=0)
+    """More requests than this waiting (asleep or queued): 429 ``M_LIMIT_EXCEEDED``."""
+    concurrent: int = Field(3, ge=1)
+    """At most this many requests of one origin processed at once; the rest queue."""
+    max_requests: int | None = Field(None, ge=1)
+    """Optional hard cap (not Synapse): more requests than this in the window
+    are refused at once with 429. None: no cap."""
 
 
 class FederationConfig(_Model):

@@ -83,6 +83,11 @@ class HomeserverSection(_Model):
     whole with 400 (Synapse ``_handle_incoming_transaction``: 50)."""
     max_inbound_edus: int = Field(100, ge=1)
     """The same for EDUs (Synapse: 100)."""
+    strict_answer_limits: bool = False
+    """A ``/get_missing_events`` or ``/backfill`` answer with more events than
+    the ``limit`` asked fails that fetch (counted ``bad_answer_over_limit``).
+    Synapse (false) processes the whole answer (``federation_event.py``
+    ``_get_missing_events_for_pdu``); ``true`` is a deviation."""
 
     def homeserver_kwargs(self) -> dict[str, Any]:
         """The fields of ``simfed.sim.HomeserverConfig`` this section sets."""
@@ -104,4 +109,5 @@ class HomeserverSection(_Model):
             "history_backfill_ms": self.history_backfill_ms,
             "max_inbound_pdus": self.max_inbound_pdus,
             "max_inbound_edus": self.max_inbound_edus,
+            "strict_answer_limits": self.strict_answer_limits,
         }

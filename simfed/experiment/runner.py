@@ -276,6 +276,7 @@ def run_scenario(
     from simfed.metrics import Recorder, headline, jsonable
     from simfed.metrics.readers import readers_headline
     from simfed.metrics.services import services_headline
+    from simfed.sim.defences import defence_totals
 
     if simulator is None:
         from simfed.sim.world import simulate as simulator
@@ -333,6 +334,8 @@ def run_scenario(
     }
     summary.update(headline(tables, honest=honest, end_t=end_t, states=recorder.states))
     summary.update(services_headline(tables, end_t=end_t))
+    counters = {n: getattr(hs, "counters", {}) for n, hs in (getattr(sim, "servers", None) or {}).items()}
+    summary["defences"] = defence_totals(counters, sorted(honest))
     summary.update(readers_headline(tables))
     summary["security"] = jsonable(_security(scenario, sim, simulator, tables, recorder, honest, end_t, summary))
     summary["topology"] = {"strategy": scenario.topology.strategy, **summary["topology"]}

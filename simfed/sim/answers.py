@@ -4,7 +4,7 @@ A server that asks a peer for events cannot trust what comes back: the
 peer may be lying (``[[adversaries]]`` behaviour ``lie``). Each function
 here takes an answer already received and returns the part of it that may
 be used, counting what it throws away in the requester's counters as
-``bad_answer:<reason>``:
+``bad_answer_<reason>``:
 
 - ``wrong_room``: an event of another room. Synapse leaves such events out
   of a state map (``_get_state_ids_after_missing_prev_event``), rejects
@@ -44,7 +44,7 @@ __all__ = ["BadAnswer", "backfill_events", "fetched_events", "send_join_problem"
 
 
 class BadAnswer(Exception):
-    """An answer refused as a whole; ``reason`` is counted as ``bad_answer:<reason>``."""
+    """An answer refused as a whole; ``reason`` is counted as ``bad_answer_<reason>``."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -53,7 +53,7 @@ class BadAnswer(Exception):
 
 def _count(hs: "Homeserver", reason: str, n: int = 1) -> None:
     if n:
-        hs.counters[f"bad_answer:{reason}"] += n
+        hs.counters[f"bad_answer_{reason}"] += n
 
 
 def fetched_events(hs: "Homeserver", room_id: str, events: Iterable[Event],

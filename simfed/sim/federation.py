@@ -19,7 +19,9 @@ What follows Synapse (``federation/sender/per_destination_queue.py``,
   ``key`` replaces a queued, unsent EDU with the same key (typing).
 - One attempt retries the same transaction ("long" mode): up to
   ``max_retries`` retries after a timeout, a connection failure, a 5xx or a
-  429, waiting ``min(4**k s, 60 s) * U(0.8, 1.4)`` before retry k.
+  429, waiting ``min(4**k s, 60 s) * U(0.8, 1.4)`` before retry k. A 429's
+  ``retry_after_ms`` is ignored, as Synapse's client ignores it
+  (``matrixfederationclient.py`` retries a 429 as a 5xx).
 - When the attempt finally fails with a timeout, connection failure, 5xx,
   401 or 429, the destination's backoff grows: first ``10 min``, then
   ``interval * 2 * U(0.8, 1.4)``, capped at 7 days; a 200 resets it. Other

@@ -53,9 +53,11 @@ from ..protocol import (
     check_auth,
     check_auth_events_sanity,
 )
+from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
 from ..protocol.checks import CheckResult
 from ..protocol.room import Decision
 from .answers import BadAnswer, backfill_events, fetched_events, send_join_problem, state_map_ids
+from .defences_answers import check_answer
 from .federation import FederationSender
 from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
@@ -106,6 +108,7 @@ class HomeserverConfig:
     history_backfill_ms: float = 0.0
     max_inbound_pdus: int = 50
     max_inbound_edus: int = 100
+    strict_answer_limits: bool = False
 
 
 class Homeserver(FederationServing):
@@ -151,6 +154,10 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         self._answered: dict[str, OrderedDict[str, Response]] = {}
+        #: per origin, the txn_id of the transaction being processed
+        self._active_txns: dict[str, Any] = {}
+        #: per (origin, room), the end of the last linearized request queued
+        self._linearizer: dict[tuple[str, str], simpy.Event] = {}
         #: each stored event's position in the order this server stored them
         #: (Synapse's stream ordering; persisted, so it survives a crash)
         self._stream: dict[str, int] = {}
@@ -254,6 +261,9 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id)
         if room is None or not self.up:
             return None
+        if etype == ACL_EVENT_TYPE and not ServerAcl.from_content(content).allows(self.name):
+            self.counters["refused"] += 1  # Synapse: "Can't create an ACL event that denies the local server"
+            return None
         if prev_events is None:
             fwd = room.forward_extremities
             prev_events = sorted(fwd, key=lambda e: (-room.graph[e].depth, e))[: self.config.prev_events_max]
@@ -330,7 +340,8 @@ class Homeserver(FederationServing):
 
     def request(self, dest: str, kind: str, body: dict, size: int, *, retries: int | None = None) -> Proc:
         """A federation request with "short" retries (``fetch_retries`` unless
-        ``retries`` is given); returns a Response or RequestFailed."""
+        ``retries`` is given); returns a Response or RequestFailed
+        (``"bad_answer"``: a 2xx answer that failed :func:`check_answer`, counted, not retried)."""
         c = self.config
         res: Response | RequestFailed = RequestFailed("timeout")
         for attempt in range((c.fetch_retries if retries is None else retries) + 1):
@@ -340,6 +351,11 @@ class Homeserver(FederationServing):
                 return RequestFailed("connection")
             res = yield self.world.transport.request(self.name, dest, kind, body, size, timeout_ms=c.request_timeout_ms)
             self.counters[f"request:{kind}"] += 1
+            if isinstance(res, Response) and res.ok:
+                bad = check_answer(kind, body, res.body, strict_limits=c.strict_answer_limits)
+                if bad is not None:
+                    self.counters[f"bad_answer_{bad}"] += 1
+                    return RequestFailed("bad_answer")
             if isinstance(res, Response) and (res.ok or (400 <= res.status < 500 and res.status != 429)):
                 return res
         self.counters[f"request_failed:{kind}"] += 1
@@ -362,9 +378,11 @@ class Homeserver(FederationServing):
                 out = behaviour.intercept(origin, kind, body)
                 if out is not None:
                     return out
+        if kind == "transaction":
+            self._admit_transaction(origin, body)
         if self.cpu is not None:
             self.counters["requests_served"] += 1
-            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+            return self._serve_on_cpu(kind, handler, origin, body)
         return handler(origin, body)
 
     def _serve_if_up(self, handler: Any, origin: str, body: Any, epoch: int) -> Response:
@@ -394,13 +412,12 @@ class Homeserver(FederationServing):
         return res
 
     def _process_transaction(self, origin: str, body: dict) -> Response:
-        c = self.config
-        if len(body["pdus"]) > c.max_inbound_pdus or len(body.get("edus") or ()) > c.max_inbound_edus:
-            # Synapse refuses the whole transaction before looking at any PDU.
-            self.counters["transactions_too_large"] += 1
-            raise MatrixError("M_TOO_LARGE", "Transaction PDU or EDU count too large", 400)
         results: dict[str, dict] = {}
         for ev in body["pdus"]:
+            denied = self._acl_denied_pdu(origin, ev)
+            if denied is not None:
+                results[ev.event_id] = denied
+                continue
             res = self.check_pdu(ev)
             if res.status == "rejected":
                 results[res.event_id or "?"] = {"error": res.reason}
@@ -700,7 +717,11 @@ class Homeserver(FederationServing):
         if not isinstance(res, Response) or not res.ok or self.has_member(room_id) or not self.up:
             return False
         fields = dict(res.body["event"], origin_server_ts=self.now_ts())
-        ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        try:
+            ev = Event.create(fields, self.name, self.key, self.config.room_version)
+        except ValueError:
+            self.counters["bad_answer_shape"] += 1  # a make_join template that is no event
+            return False
         self.counters["signed"] += 1
         res = yield from self.request(resident, "send_join", {"room_id": room_id, "event": ev},
                                       OVERHEAD_BYTES + ev.size_bytes)

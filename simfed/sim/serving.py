@@ -13,17 +13,33 @@ or event, M_FORBIDDEN for a server not in the room). Mixed into
 reads it, so a malformed request from a hostile peer fails that request
 with ``400 M_BAD_JSON`` naming the field (as Synapse answers a body it
 cannot parse), never the run.
+
+Server ACLs (``m.room.server_acl`` in the room's current state, see
+:mod:`simfed.protocol.acl`) are enforced as Synapse's ``federation_server.py``
+``check_server_matches_acl``: every request about a room from a denied origin
+(all of the above but ``/event``) is refused with ``403 M_FORBIDDEN``
+(counted ``acl_refused_requests``), and the PDUs of a ``/send`` from a denied
+origin are dropped unchecked (``acl_denied``). The origin is the server that
+sent the request, not the event's sender.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 from typing import Any, Iterable
 
-from ..protocol import Event, RoomState, auth_events_for
-from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, MatrixError, Response
+import simpy
 
-__all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request"]
+from ..protocol import Event, RoomState, auth_events_for
+from ..protocol.acl import ACL_EVENT_TYPE, ServerAcl
+from .transport import M_BAD_JSON, M_FORBIDDEN, M_NOT_FOUND, M_UNKNOWN, MatrixError, Response
+
+__all__ = ["FederationServing", "OVERHEAD_BYTES", "REQUEST_FIELDS", "check_request", "room_acl"]
+
+#: Requests Synapse serves one at a time per (origin, room): its
+#: ``_server_linearizer`` in ``federation_server.py``.
+LINEARIZED_KINDS = frozenset({"get_missing_events", "state", "event_auth", "backfill"})
 
 #: Bytes of a request or response besides the events it carries.
 OVERHEAD_BYTES = 300
@@ -82,16 +98,109 @@ def check_request(kind: str, body: Any) -> None:
             raise MatrixError(M_BAD_JSON, f"{kind}: {name} must be {what}", 400)
 
 
+@lru_cache(maxsize=256)
+def _acl_of(ev: Event) -> ServerAcl:
+    return ServerAcl.from_content(ev.content)
+
+
+def room_acl(room: RoomState) -> ServerAcl | None:
+    """The server ACL of the room's current state (None: no ACL, all allowed)."""
+    eid = room.current_state().get((ACL_EVENT_TYPE, ""))
+    ev = room.events.get(eid) if eid is not None else None
+    return None if ev is None else _acl_of(ev)
+
+
 class FederationServing:
     """Request handlers of a homeserver (a mixin of ``Homeserver``)."""
 
     name: str
     rooms: dict[str, RoomState]
 
+    def acl_allows(self, room: RoomState, server: str) -> bool:
+        """True if the room's server ACL (current state) lets ``server`` in."""
+        acl = room_acl(room)
+        return acl is None or acl.allows(server)
+
+    def _acl_denied_pdu(self, origin: str, ev: Event) -> dict | None:
+        """The per-PDU error of a ``/send`` PDU from an origin the room's ACL
+        denies (it is dropped unchecked), else None."""
+        room = self.rooms.get(ev.room_id)
+        if room is None or self.acl_allows(room, origin):
+            return None
+        self.counters["acl_denied"] += 1
+        self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, "dropped", "push",
+                     "server_acl")
+        return {"errcode": M_FORBIDDEN, "error": "Server is banned from room"}
+
+    def _admit_transaction(self, origin: str, body: dict) -> None:
+        """Synapse's checks before a ``/send`` is processed: at most
+        ``homeserver.max_inbound_pdus`` (50) PDUs and ``max_inbound_edus``
+        (100) EDUs (else 400, counted ``txn_too_large``), and one
+        transaction per origin at a time (another txn_id while one is being
+        processed: 429 ``M_UNKNOWN``, counted ``txn_concurrent_refused``;
+        the sender retries it as any 429)."""
+        c = self.config
+        if len(body["pdus"]) > c.max_inbound_pdus or len(body.get("edus") or ()) > c.max_inbound_edus:
+            self.counters["txn_too_large"] += 1
+            raise MatrixError(M_BAD_JSON, "Transaction PDU or EDU count too large", 400)
+        if origin in self._active_txns and self._active_txns[origin] != body.get("txn_id"):
+            self.counters["txn_concurrent_refused"] += 1
+            raise MatrixError(M_UNKNOWN, "Too many concurrent transactions", 429)
+
+    def _track_transaction(self, origin: str, body: dict, processing: simpy.Event) -> None:
+        """Mark the origin busy with this transaction until ``processing`` ends."""
+        self._active_txns[origin] = body.get("txn_id")
+        processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
+
+    def _serve_on_cpu(self, kind: str, handler: Any, origin: str, body: dict) -> simpy.Event:
+        """Answer on the CPU (``cpu.run``): linearized per (origin, room) for
+        ``LINEARIZED_KINDS``; a transaction marks its origin busy until done."""
+        def serve() -> simpy.Process:
+            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+
+        out = self._linearized((origin, body["room_id"]), serve) if kind in LINEARIZED_KINDS else serve()
+        if kind == "transaction":
+            self._track_transaction(origin, body, out)
+        return out
+
+    def _linearized(self, key: tuple[str, str], serve: Any) -> simpy.Event:
+        """Serve once the previous request with the same (origin, room) key
+        has been answered; ``serve()`` starts serving and returns its event.
+        Returns an event with the same outcome (chained by callbacks: a
+        process yielding a failed one would rebuild its ``MatrixError``).
+        A peer hammering one room waits for its own requests, not others'."""
+        prev = self._linearizer.get(key)
+        done = self.env.event()
+        self._linearizer[key] = done
+        out = self.env.event()
+
+        def finish(ev: simpy.Event) -> None:
+            done.succeed()
+            if self._linearizer.get(key) is done:
+                del self._linearizer[key]
+            if ev.ok:
+                out.succeed(ev.value)
+            else:
+                ev.defused = True
+                out.fail(ev.value)
+
+        def start(_e: Any = None) -> None:
+            serve().callbacks.append(finish)
+
+        if prev is not None and not prev.triggered:
+            self.counters["linearizer_waits"] += 1
+            prev.callbacks.append(start)
+        else:
+            start()
+        return out
+
     def _room_for(self, origin: str, room_id: str, *, check_member: bool = True) -> RoomState:
         room = self.rooms.get(room_id)
         if room is None:
             raise MatrixError(M_NOT_FOUND, f"{self.name} is not in room {room_id}", 404)
+        if not self.acl_allows(room, origin):
+            self.counters["acl_refused_requests"] += 1
+            raise MatrixError(M_FORBIDDEN, "Server is banned from room", 403)
         if check_member and origin not in self.joined_servers(room) and not self._was_member(room, origin):
             raise MatrixError(M_FORBIDDEN, f"{origin} is not in room {room_id}", 403)
         return room

@@ -19,19 +19,28 @@ instance ``env.process(...)``) whose value is the ``Response``; the response
 leaves when that event fires. Raising ``MatrixError`` (directly, or inside
 that event) answers with the error's status and body; any other exception is
 a bug and propagates.
+
+Inbound limits, checked when a request reaches its destination: a
+``RateLimit`` (an optional hard cap on requests per window) and Synapse's
+federation rate limiter (``limiter``, see :mod:`simfed.sim.defences`: per
+origin, sleep beyond ``sleep_limit`` requests a window, refuse with 429
+beyond ``reject_limit`` waiting, at most ``concurrent`` processed at once).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import simpy
 
 from simfed.errors import SimfedError
 
 from .network import Network
+
+if TYPE_CHECKING:
+    from .defences import FederationRateLimiter
 
 __all__ = [
     "M_BAD_JSON",
@@ -132,7 +141,8 @@ class RequestFailed:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """A sliding-window limit on requests a destination accepts.
+    """A sliding-window hard cap on requests a destination accepts (not
+    Synapse's limiter, which is :class:`~simfed.sim.defences.FederationRateLimiter`).
 
     Beyond ``max_requests`` requests in the last ``window_ms`` (counted per
     origin when ``per_origin``, else over all origins), the destination
@@ -183,6 +193,7 @@ class Transport:
 
     ``rate_limits`` maps a destination to its ``RateLimit``; ``rate_limit``
     applies to every destination not in that mapping. Both default to none.
+    ``limiter`` (Synapse's federation rate limiter) applies after them.
     With ``internal_error_rate`` p > 0 (and ``rng``), a destination fails a
     request it received with probability p, answering 500 ``M_UNKNOWN``
     without handling it.
@@ -197,6 +208,7 @@ class Transport:
         rate_limits: Mapping[str, RateLimit] | None = None,
         internal_error_rate: float = 0.0,
         rng: Any = None,
+        limiter: FederationRateLimiter | None = None,
     ) -> None:
         if internal_error_rate > 0 and rng is None:
             raise ValueError("Transport: internal_error_rate > 0 needs rng")
@@ -208,6 +220,7 @@ class Transport:
         self._default_limit = rate_limit
         self._limits = dict(rate_limits or {})
         self._windows: dict[Any, deque[float]] = {}
+        self.limiter = limiter
 
     def register(self, server: str, handler: Handler) -> None:
         """Install the handler that answers requests addressed to ``server``."""
@@ -269,23 +282,44 @@ class Transport:
         if limited is not None:
             self._respond(call, limited)
             return
-        if self._error_rate > 0 and self._rng.random() < self._error_rate:
-            self._respond(call, MatrixError(M_UNKNOWN, "Internal server error", 500).response())
+        lim = self.limiter
+        if lim is None or not lim.applies(call.dst, call.kind):
+            self._handle(call, None)
             return
-        handler = self._handlers.get(call.dst)
-        if handler is None:
-            self._respond(call, MatrixError(M_UNRECOGNIZED, f"{call.dst} serves no {call.kind}").response())
+        go = lim.enter(call.dst, call.src)
+        if go is None:
+            err = MatrixError(M_LIMIT_EXCEEDED, "Too many requests", 429, retry_after_ms=lim.settings.retry_after_ms)
+            self._respond(call, err.response())
             return
-        try:
-            out = handler(call.src, call.kind, call.body)
-        except MatrixError as err:
-            out = err.response()
+        go.callbacks.append(lambda _e: self._handle(call, lim))
+
+    def _handle(self, call: _Call, lim: FederationRateLimiter | None) -> None:
+        """Answer a request admitted by the limits (``lim``: exit it when answered)."""
+        if lim is not None and call.result.triggered:
+            lim.exit(call.dst, call.src)  # its requester gave up while it waited
+            return
+        out = self._answer(call)
         if isinstance(out, simpy.Event):
-            out.callbacks.append(lambda ev: self._on_deferred(call, ev))
+            out.callbacks.append(lambda ev: self._on_deferred(call, ev, lim))
         else:
+            if lim is not None:
+                lim.exit(call.dst, call.src)
             self._respond(call, out)
 
-    def _on_deferred(self, call: _Call, event: simpy.Event) -> None:
+    def _answer(self, call: _Call) -> Response | simpy.Event:
+        if self._error_rate > 0 and self._rng.random() < self._error_rate:
+            return MatrixError(M_UNKNOWN, "Internal server error", 500).response()
+        handler = self._handlers.get(call.dst)
+        if handler is None:
+            return MatrixError(M_UNRECOGNIZED, f"{call.dst} serves no {call.kind}").response()
+        try:
+            return handler(call.src, call.kind, call.body)
+        except MatrixError as err:
+            return err.response()
+
+    def _on_deferred(self, call: _Call, event: simpy.Event, lim: FederationRateLimiter | None = None) -> None:
+        if lim is not None:
+            lim.exit(call.dst, call.src)
         if event.ok:
             self._respond(call, event.value)
         elif isinstance(event.value, MatrixError):

@@ -39,6 +39,7 @@ from .processing import Cpu, cost_table, work_done
 from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
 from .services.common import HostedLatency, hosts_for
+from .defences import FederationRateLimiter, RateLimitSettings
 from .transport import RateLimit, Transport
 from .workload import Workload
 
@@ -174,8 +175,12 @@ class World:
         self.transport = Transport(
             self.env, self.network,
             rate_limit=RateLimit(rl.max_requests, rl.window_ms, exempt_kinds=frozenset({"transaction"}))
-            if rl.enabled else None,
+            if rl.enabled and rl.max_requests is not None else None,
             internal_error_rate=sc.federation.internal_error_rate, rng=self.rng("transport"),
+            limiter=FederationRateLimiter(
+                self.env, RateLimitSettings(rl.window_ms, rl.sleep_limit, rl.sleep_delay_ms, rl.reject_limit,
+                                            rl.concurrent), names, on_count=self._count,
+            ) if rl.enabled else None,
         )
         check_changes(sc.topology, self.graph)
         self._latency_model = latency
@@ -227,6 +232,10 @@ class World:
         self.services = Services(self)
         for node, handler in self.services.nodes().items():
             self.transport.register(node, handler)
+
+    def _count(self, server: str, what: str) -> None:
+        """Count ``what`` at homeserver ``server`` (defences outside it)."""
+        self.servers[server].counters[what] += 1
 
     # -- shared, content-keyed caches ---------------------------------------------------
 

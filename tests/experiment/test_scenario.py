@@ -82,7 +82,9 @@ def test_federation_defaults_are_synapses():
     assert f.retry.max_retries == 10 and f.retry.backoff_initial_ms == 600_000
     assert f.retry.backoff_multiplier == 2.0 and f.retry.backoff_max_ms == 7 * 86_400_000
     assert f.catchup_threshold_ms == 3_600_000
-    assert not f.rate_limit.enabled and f.rate_limit.window_ms == 1000 and f.rate_limit.max_requests == 50
+    rl = f.rate_limit  # Synapse's rc_federation
+    assert rl.enabled and rl.window_ms == 1000 and rl.max_requests is None
+    assert (rl.sleep_limit, rl.sleep_delay_ms, rl.reject_limit, rl.concurrent) == (10, 10 * 50, 50, 3)
 
 
 def test_short_retry_mode_defaults_to_three_retries():

@@ -153,7 +153,7 @@ def test_huge_transactions_are_refused_whole_with_400():
     adv = res.tables["adversary"]
     answers = adv[adv["action"].str.startswith("huge_txn_answer")]
     assert len(answers) >= 4 and set(answers["action"]) == {"huge_txn_answer:400"}
-    assert sum(res.servers[n].counters["transactions_too_large"] for n in HONEST) == len(answers)
+    assert sum(res.servers[n].counters["txn_too_large"] for n in HONEST) == len(answers)
     small = _run('behaviour = "flood"\nkind = "huge_txn"\nbatch = 50\nrate = 1')
     small_answers = small.tables["adversary"]
     assert set(small_answers[small_answers["action"].str.startswith("huge_txn_answer")]["action"]) == {

@@ -80,7 +80,7 @@ def test_no_lie_enters_an_honest_state(lied_to):
         assert all(e.room_id == res.room_id for e in room.events.values()), n
         assert not set(state.values()) & set(room.rejected), n
     assert len(set(states.values())) == 1
-    bad = {k: sum(res.servers[n].counters[f"bad_answer:{k}"] for n in HONEST)
+    bad = {k: sum(res.servers[n].counters[f"bad_answer_{k}"] for n in HONEST)
            for k in ("wrong_room", "unasked", "not_state")}
     assert all(bad.values()), bad
 
@@ -150,7 +150,7 @@ def test_send_join_without_create_event_is_refused():
     w, joined = _join_through_liar("no_create")
     hs1 = w.servers["hs1"]
     assert not joined and not hs1.has_member(w.room_id)
-    assert hs1.counters["bad_answer:no_create"] == 1
+    assert hs1.counters["bad_answer_no_create"] == 1
 
 
 def _event(room_id: str, etype: str, content: dict, state_key: str | None = "", depth: int = 1):
@@ -184,6 +184,6 @@ def test_answer_checks_refuse_what_synapse_refuses():
     assert backfill_events(hs, "!r:hsx", [create, join]) == [create, join]
     with pytest.raises(BadAnswer):
         backfill_events(hs, "!r:hsx", [create, other])
-    assert hs.counters == Counter({"bad_answer:no_create": 1, "bad_answer:room_version": 1,
-                                   "bad_answer:other_create": 1, "bad_answer:join_event": 1,
-                                   "bad_answer:wrong_room": 2, "bad_answer:unasked": 1})
+    assert hs.counters == Counter({"bad_answer_no_create": 1, "bad_answer_room_version": 1,
+                                   "bad_answer_other_create": 1, "bad_answer_join_event": 1,
+                                   "bad_answer_wrong_room": 2, "bad_answer_unasked": 1})

@@ -13,7 +13,7 @@
   sent to each target in one ``/send`` transaction. Receivers refuse a
   transaction of more than ``homeserver.max_inbound_pdus`` (50) PDUs or
   ``max_inbound_edus`` (100) EDUs whole, with 400, as Synapse does
-  (counted as ``transactions_too_large``); the events reach them only when
+  (counted as ``txn_too_large``); the events reach them only when
   later events cite them.
 """
 
