@@ -38,10 +38,11 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from simfed.errors import SimfedError
+from simfed.errors import SimfedError, SimfedWarning
 
 __all__ = [
     "ExecutorError",
@@ -160,13 +161,38 @@ class DaskExecutor(cf.Executor):
         self.owned = owned
         self._inner = client.get_executor(pure=False)
 
+    def nthreads(self) -> dict[str, int]:
+        """Threads of each worker of the cluster right now (empty if it can't be asked)."""
+        try:
+            return dict(self.client.nthreads())
+        except Exception:  # noqa: BLE001 - a closing client; the sweep notices on submit
+            return {}
+
     @property
     def workers(self) -> int:
         """Threads across the cluster's workers right now (at least 1)."""
-        try:
-            return max(1, sum(self.client.nthreads().values()))
-        except Exception:  # noqa: BLE001
-            return 1
+        return max(1, sum(self.nthreads().values()))
+
+    def check_workers(self) -> str:
+        """``"W workers, T threads"``, warning when runs would share a GIL or wait.
+
+        A simulation is CPU-bound Python: two runs on two threads of one
+        worker process share its GIL and take as long as running them one
+        after the other. Workers for a sweep should run ``--nthreads 1``
+        (as many worker processes as cores, ``--nworkers N``).
+        """
+        threads = self.nthreads()
+        shared = sorted(addr for addr, n in threads.items() if n > 1)
+        if not threads:
+            warnings.warn(SimfedWarning(
+                "the Dask cluster has no workers yet; the runs wait until workers join "
+                "(dask worker SCHEDULER --nthreads 1 --nworkers N)"), stacklevel=3)
+        elif shared:
+            warnings.warn(SimfedWarning(
+                f"{len(shared)} of {len(threads)} Dask workers run several threads (e.g. {shared[0]}: "
+                f"{threads[shared[0]]}); simulations in one worker process share its GIL and do not run "
+                "in parallel: start workers with --nthreads 1 --nworkers N"), stacklevel=3)
+        return f"{len(threads)} workers, {sum(threads.values())} threads"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._inner.submit(fn, *args, **kwargs)
@@ -251,6 +277,12 @@ class SweepExecutor:
         self.description = description
         self.owned = owned
 
+    def current_slots(self) -> int:
+        """Runs the executor can take at once now: a Dask cluster's workers may come and go."""
+        if isinstance(self.executor, DaskExecutor):
+            self.slots = self.executor.workers
+        return self.slots
+
     def __enter__(self) -> SweepExecutor:
         return self
 
@@ -287,7 +319,8 @@ def open_executor(
     if executor is not None:
         if is_dask_client(executor):
             dx = DaskExecutor(executor)
-            return SweepExecutor(dx, slots=dx.workers, description=f"Dask client {executor.scheduler.address}",
+            return SweepExecutor(dx, slots=dx.workers,
+                                 description=f"Dask client {executor.scheduler.address}, {dx.check_workers()}",
                                  owned=False)
         if not isinstance(executor, cf.Executor) and not hasattr(executor, "submit"):
             raise ExecutorError(
@@ -303,7 +336,7 @@ def open_executor(
             return SweepExecutor(dx, slots=dx.workers, description=f"Dask LocalCluster, {dx.workers} workers",
                                  owned=True)
         dx = _remote_cluster(scheduler)
-        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {dx.workers} threads",
+        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {dx.check_workers()}",
                              owned=True)
     if workers == 0:
         return SweepExecutor(SerialExecutor(), slots=1, description="this process", owned=True)
