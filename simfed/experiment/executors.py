@@ -182,6 +182,7 @@ class DaskExecutor(cf.Executor):
         (as many worker processes as cores, ``--nworkers N``).
         """
         threads = self.nthreads()
+        self._check_versions()
         shared = sorted(addr for addr, n in threads.items() if n > 1)
         if not threads:
             warnings.warn(SimfedWarning(
@@ -194,6 +195,29 @@ class DaskExecutor(cf.Executor):
                 "in parallel: start workers with --nthreads 1 --nworkers N"), stacklevel=3)
         return f"{len(threads)} workers, {sum(threads.values())} threads"
 
+    def _check_versions(self) -> None:
+        """Refuse workers that can't import simfed; warn about workers running another version."""
+        from simfed import __version__
+
+        try:
+            versions = self.client.run(_worker_simfed_version)
+        except ImportError as exc:
+            raise ExecutorError(
+                f"the Dask workers cannot import simfed ({type(exc).__name__}: {exc}); "
+                f"install simfed {__version__} on every worker"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - a worker leaving meanwhile: the runs will say
+            warnings.warn(SimfedWarning(f"could not ask the Dask workers for their simfed version "
+                                        f"({type(exc).__name__}: {exc})"), stacklevel=4)
+            return
+        other = {addr: v for addr, v in versions.items() if v != __version__}
+        if other:
+            addr, version = sorted(other.items())[0]
+            warnings.warn(SimfedWarning(
+                f"{len(other)} of {len(versions)} Dask workers run another simfed version (e.g. {addr}: "
+                f"{version}, here {__version__}); their runs may differ from this one's: install the "
+                "same version everywhere"), stacklevel=4)
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._inner.submit(fn, *args, **kwargs)
 
@@ -205,6 +229,12 @@ class DaskExecutor(cf.Executor):
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
+
+
+def _worker_simfed_version() -> str:  # pragma: no cover - runs on the Dask workers
+    from simfed import __version__
+
+    return __version__
 
 
 def _dask():

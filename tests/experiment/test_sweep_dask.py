@@ -82,3 +82,12 @@ def test_a_cluster_without_workers_is_warned_about_and_runs_once_they_join():
         client.wait_for_workers(2, timeout=30)
         res = sweep(BASELINE, {"network.loss": [0, 0.1]}, 1, scheduler=cluster.scheduler_address, **TINY)
         assert res.complete and "2 workers, 2 threads" in res.executor
+
+
+def test_workers_with_another_simfed_version_are_warned_about(monkeypatch):
+    from simfed.experiment import executors
+
+    monkeypatch.setattr(executors, "_worker_simfed_version", lambda: "0.0.0-elsewhere")
+    with _cluster(1) as cluster, distributed.Client(cluster) as client:
+        with pytest.warns(SimfedWarning, match="another simfed version.*0.0.0-elsewhere"):
+            open_executor(executor=client)
