@@ -20,7 +20,9 @@ runs' own time in the workers over ``workers * wall time`` (below 1:
 workers idle, i.e. scheduling overhead or a tail of unequal runs), and
 ``run slowdown`` is the mean run time with 2 workers over that with 1 (above
 1: the two runs slow each other down, e.g. on cores shared with other
-work). Finally it checks that the three sweeps give the same runs table
+work), and ``CPU share`` is the CPU time the worker processes got over
+``workers * wall time`` (below 1 with the workers busy: the cores were
+not free, other processes had part of them). Finally it checks that the three sweeps give the same runs table
 (apart from wall_time_s).
 
 The efficiency needs 2 idle cores: the load average is printed before and
@@ -53,6 +55,14 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (run on each Dask worker)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 runs of 60 servers")
@@ -70,6 +80,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; load average (1/5/15 min) {load()}")
     kw = {"servers__count": servers}
     timings: dict[str, tuple[float, pd.DataFrame]] = {}
+    cpu_share: dict[int, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="simfed-dask-sweep-") as tmp:
         def timed(label: str, **ex) -> None:
@@ -86,7 +97,12 @@ def main() -> None:
                                           dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
                     distributed.Client(cluster) as client:
                 client.run(importlib.import_module, "simfed.experiment.sweep")  # warm, as a running cluster is
-                timed(f"dask {n} worker{'s' if n > 1 else ''}", scheduler=cluster.scheduler_address)
+                label = f"dask {n} worker{'s' if n > 1 else ''}"
+                before = client.run(cpu_seconds)
+                timed(label, scheduler=cluster.scheduler_address)
+                after = client.run(cpu_seconds)
+                used = sum(after[w] - before[w] for w in after)
+                cpu_share[n] = used / (n * timings[label][0])
         timed("local processes 1 worker", workers=1)
 
     t1, runs1 = timings["dask 1 worker"]
@@ -98,8 +114,12 @@ def main() -> None:
     print(f"against the local 1-worker pool (--workers 1): {tl / (2 * t2):.2f}")
     for label, n, (t, runs) in (("1 worker", 1, (t1, runs1)), ("2 workers", 2, (t2, runs2))):
         print(f"  dask {label}: busy {runs['wall_time_s'].sum() / (n * t):.2f}, "
-              f"mean run {runs['wall_time_s'].mean():.1f} s")
-    print(f"  run slowdown with 2 workers: {runs2['wall_time_s'].mean() / runs1['wall_time_s'].mean():.2f}x")
+              f"CPU share {cpu_share[n]:.2f}, mean run {runs['wall_time_s'].mean():.1f} s")
+    slowdown = runs2["wall_time_s"].mean() / runs1["wall_time_s"].mean()
+    busy1, busy2 = runs1["wall_time_s"].sum() / t1, runs2["wall_time_s"].sum() / (2 * t2)
+    print(f"  run slowdown with 2 workers: {slowdown:.2f}x")
+    print(f"  efficiency = busy ratio / run slowdown = {busy2 / busy1:.2f} / {slowdown:.2f}: the sweep's own "
+          f"share (idle workers) is the busy ratio, the rest is runs slowing each other down")
     same = all(r.drop(columns="wall_time_s").equals(runs1.drop(columns="wall_time_s")) for r in (runs2, runsl))
     print(f"same runs table from every executor (apart from wall_time_s): {'yes' if same else 'NO'}")
     print(f"load average now {load()}")
