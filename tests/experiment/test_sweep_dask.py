@@ -91,3 +91,18 @@ def test_workers_with_another_simfed_version_are_warned_about(monkeypatch):
     with _cluster(1) as cluster, distributed.Client(cluster) as client:
         with pytest.warns(SimfedWarning, match="another simfed version.*0.0.0-elsewhere"):
             open_executor(executor=client)
+
+
+def test_the_command_line_runs_a_sweep_on_a_running_cluster(tmp_path, capsys):
+    import simfed.cli
+
+    out = tmp_path / "sweep"
+    with _cluster(2) as cluster:
+        rc = simfed.cli.main(["sweep", str(BASELINE), "--grid", "network.loss=0,0.1", "--repeat", "2",
+                              "--scheduler", cluster.scheduler_address, "--out", str(out),
+                              *(a for s in ("servers.count=3", "simulation.duration=90s", "workload.stop=30s")
+                                for a in ("--set", s))])
+    printed = capsys.readouterr().out
+    assert rc == 0 and f"Dask cluster at {cluster.scheduler_address}, 2 workers, 2 threads" in printed
+    local = sweep(BASELINE, {"network.loss": [0, 0.1]}, 2, workers=0, **TINY)
+    _same_runs(local.runs, pd.read_parquet(out / "runs.parquet"))
