@@ -366,7 +366,12 @@ def open_executor(
             return SweepExecutor(dx, slots=dx.workers, description=f"Dask LocalCluster, {dx.workers} workers",
                                  owned=True)
         dx = _remote_cluster(scheduler)
-        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {dx.check_workers()}",
+        try:
+            workers_text = dx.check_workers()
+        except BaseException:
+            dx.shutdown(cancel_futures=True)
+            raise
+        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {workers_text}",
                              owned=True)
     if workers == 0:
         return SweepExecutor(SerialExecutor(), slots=1, description="this process", owned=True)

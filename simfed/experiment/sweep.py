@@ -35,8 +35,9 @@ Theory of operation
    ``"error"`` outcome with the error text; the sweep goes on. Each run is
    one task of the executor. At most twice as many runs as the executor has
    workers are in flight; the rest wait here, so Ctrl-C has little to
-   cancel. On Dask the workers are counted again whenever a run finishes,
-   so workers that join a cluster during the sweep get runs too.
+   cancel. On Dask the workers are counted again whenever a run finishes
+   (and every 2 s), so workers that join a cluster during the sweep get
+   runs too.
 4. **Record.** This process writes each finished run as it arrives:
    ``DIR/runs/<run_id>/summary.json`` (the run's summary plus a ``sweep``
    block: run_id, point, repetition, params, seed), written to a temporary

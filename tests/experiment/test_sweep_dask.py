@@ -106,3 +106,17 @@ def test_the_command_line_runs_a_sweep_on_a_running_cluster(tmp_path, capsys):
     assert rc == 0 and f"Dask cluster at {cluster.scheduler_address}, 2 workers, 2 threads" in printed
     local = sweep(BASELINE, {"network.loss": [0, 0.1]}, 2, workers=0, **TINY)
     _same_runs(local.runs, pd.read_parquet(out / "runs.parquet"))
+
+
+def test_workers_that_cannot_import_simfed_are_refused(monkeypatch, tmp_path):
+    from simfed.experiment import executors
+
+    def missing() -> str:
+        raise ModuleNotFoundError("No module named 'simfed'")
+
+    monkeypatch.setattr(executors, "_worker_simfed_version", missing)
+    with _cluster(1) as cluster:
+        with pytest.raises(executors.ExecutorError, match="cannot import simfed"):
+            sweep(BASELINE, {"network.loss": [0]}, 1, scheduler=cluster.scheduler_address,
+                  out_dir=tmp_path / "out", **TINY)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
