@@ -27,6 +27,7 @@ EXPECTED = [
     "06-presence-and-services",
     "07-processing-costs",
     "08-forward-extremities",
+    "09-room-size",
     "10-adversaries",
 ]
 CELL_TIMEOUT_S = 120

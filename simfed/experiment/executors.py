@@ -38,10 +38,11 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from simfed.errors import SimfedError
+from simfed.errors import SimfedError, SimfedWarning
 
 __all__ = [
     "ExecutorError",
@@ -160,13 +161,62 @@ class DaskExecutor(cf.Executor):
         self.owned = owned
         self._inner = client.get_executor(pure=False)
 
+    def nthreads(self) -> dict[str, int]:
+        """Threads of each worker of the cluster right now (empty if it can't be asked)."""
+        try:
+            return dict(self.client.nthreads())
+        except Exception:  # noqa: BLE001 - a closing client; the sweep notices on submit
+            return {}
+
     @property
     def workers(self) -> int:
         """Threads across the cluster's workers right now (at least 1)."""
+        return max(1, sum(self.nthreads().values()))
+
+    def check_workers(self) -> str:
+        """``"W workers, T threads"``, warning when runs would share a GIL or wait.
+
+        A simulation is CPU-bound Python: two runs on two threads of one
+        worker process share its GIL and take as long as running them one
+        after the other. Workers for a sweep should run ``--nthreads 1``
+        (as many worker processes as cores, ``--nworkers N``).
+        """
+        threads = self.nthreads()
+        self._check_versions()
+        shared = sorted(addr for addr, n in threads.items() if n > 1)
+        if not threads:
+            warnings.warn(SimfedWarning(
+                "the Dask cluster has no workers yet; the runs wait until workers join "
+                "(dask worker SCHEDULER --nthreads 1 --nworkers N)"), stacklevel=3)
+        elif shared:
+            warnings.warn(SimfedWarning(
+                f"{len(shared)} of {len(threads)} Dask workers run several threads (e.g. {shared[0]}: "
+                f"{threads[shared[0]]}); simulations in one worker process share its GIL and do not run "
+                "in parallel: start workers with --nthreads 1 --nworkers N"), stacklevel=3)
+        return f"{len(threads)} workers, {sum(threads.values())} threads"
+
+    def _check_versions(self) -> None:
+        """Refuse workers that can't import simfed; warn about workers running another version."""
+        from simfed import __version__
+
         try:
-            return max(1, sum(self.client.nthreads().values()))
-        except Exception:  # noqa: BLE001
-            return 1
+            versions = self.client.run(_worker_simfed_version)
+        except ImportError as exc:
+            raise ExecutorError(
+                f"the Dask workers cannot import simfed ({type(exc).__name__}: {exc}); "
+                f"install simfed {__version__} on every worker"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - a worker leaving meanwhile: the runs will say
+            warnings.warn(SimfedWarning(f"could not ask the Dask workers for their simfed version "
+                                        f"({type(exc).__name__}: {exc})"), stacklevel=4)
+            return
+        other = {addr: v for addr, v in versions.items() if v != __version__}
+        if other:
+            addr, version = sorted(other.items())[0]
+            warnings.warn(SimfedWarning(
+                f"{len(other)} of {len(versions)} Dask workers run another simfed version (e.g. {addr}: "
+                f"{version}, here {__version__}); their runs may differ from this one's: install the "
+                "same version everywhere"), stacklevel=4)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._inner.submit(fn, *args, **kwargs)
@@ -179,6 +229,12 @@ class DaskExecutor(cf.Executor):
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
+
+
+def _worker_simfed_version() -> str:  # pragma: no cover - runs on the Dask workers
+    from simfed import __version__
+
+    return __version__
 
 
 def _dask():
@@ -251,6 +307,12 @@ class SweepExecutor:
         self.description = description
         self.owned = owned
 
+    def current_slots(self) -> int:
+        """Runs the executor can take at once now: a Dask cluster's workers may come and go."""
+        if isinstance(self.executor, DaskExecutor):
+            self.slots = self.executor.workers
+        return self.slots
+
     def __enter__(self) -> SweepExecutor:
         return self
 
@@ -287,7 +349,8 @@ def open_executor(
     if executor is not None:
         if is_dask_client(executor):
             dx = DaskExecutor(executor)
-            return SweepExecutor(dx, slots=dx.workers, description=f"Dask client {executor.scheduler.address}",
+            return SweepExecutor(dx, slots=dx.workers,
+                                 description=f"Dask client {executor.scheduler.address}, {dx.check_workers()}",
                                  owned=False)
         if not isinstance(executor, cf.Executor) and not hasattr(executor, "submit"):
             raise ExecutorError(
@@ -303,7 +366,12 @@ def open_executor(
             return SweepExecutor(dx, slots=dx.workers, description=f"Dask LocalCluster, {dx.workers} workers",
                                  owned=True)
         dx = _remote_cluster(scheduler)
-        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {dx.workers} threads",
+        try:
+            workers_text = dx.check_workers()
+        except BaseException:
+            dx.shutdown(cancel_futures=True)
+            raise
+        return SweepExecutor(dx, slots=dx.workers, description=f"Dask cluster at {scheduler}, {workers_text}",
                              owned=True)
     if workers == 0:
         return SweepExecutor(SerialExecutor(), slots=1, description="this process", owned=True)

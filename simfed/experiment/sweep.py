@@ -32,9 +32,12 @@ Theory of operation
    simulate, measure). It returns its ``summary`` (and, with
    ``keep_tables``, its tables); it never writes files, so remote Dask
    workers need no shared disk. A run that raises comes back as an
-   ``"error"`` outcome with the error text; the sweep goes on. At most
-   twice as many runs as the executor has workers are in flight; the rest
-   wait here, so Ctrl-C has little to cancel.
+   ``"error"`` outcome with the error text; the sweep goes on. Each run is
+   one task of the executor. At most twice as many runs as the executor has
+   workers are in flight; the rest wait here, so Ctrl-C has little to
+   cancel. On Dask the workers are counted again whenever a run finishes
+   (and every 2 s), so workers that join a cluster during the sweep get
+   runs too.
 4. **Record.** This process writes each finished run as it arrives:
    ``DIR/runs/<run_id>/summary.json`` (the run's summary plus a ``sweep``
    block: run_id, point, repetition, params, seed), written to a temporary
@@ -532,8 +535,8 @@ def sweep(
         cancel = False
         try:
             it = iter(queue)
-            limit = 2 * ex.slots
             while True:
+                limit = 2 * ex.current_slots()  # a Dask cluster's workers may join during the sweep
                 while len(pending) < limit and not interrupted and broken is None:
                     spec = next(it, None)
                     if spec is None:
@@ -550,7 +553,8 @@ def sweep(
                         break
                 if not pending:
                     break
-                done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+                # The timeout only lets workers that joined meanwhile get runs (see current_slots).
+                done, _ = cf.wait(list(pending), timeout=2.0, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     spec = pending.pop(fut)
                     exc = fut.exception()
