@@ -73,13 +73,16 @@ class AuthChainIndex:
             self._chains[event_id] = fs
         return fs
 
-    def union_chain(self, event_ids: Iterable[str]) -> set[str]:
+    def union_chain(self, event_ids: Iterable[str], base: set[str] | None = None) -> set[str]:
         """The union of the auth chains of ``event_ids``, in one walk.
 
-        Chains cached earlier are merged in whole; nothing new is cached (a
-        state set's union is rarely asked for twice).
+        ``base``: a set already known to be closed under auth_events (e.g. the
+        union chain of other events); the result is a copy of it plus what the
+        walk adds, and the walk stops where it meets ``base``. Chains cached
+        earlier are merged in whole; nothing new is cached (a state set's
+        union is rarely asked for twice).
         """
-        acc: set[str] = set()
+        acc: set[str] = set() if base is None else set(base)
         starts: list[str] = []
         for e in event_ids:
             hit = self._chains.get(e)
@@ -156,15 +159,19 @@ def auth_chain_difference(
     ``include_state_events``: count each set's own events as part of its
     chain, as Synapse does (protocol.md §3.4); the spec leaves them out.
     """
+    id_lists = [list(s) for s in state_sets]
+    if not id_lists:
+        return set()
+    # The events every set holds contribute the same chain to each: walk it
+    # once, then each set only from its own other events, stopping at it.
+    common = set(id_lists[0]).intersection(*id_lists[1:])
+    base = index.union_chain(common)
     chains = []
-    for s in state_sets:
-        ids = list(s)
-        c = index.union_chain(ids)
+    for ids in id_lists:
+        c = index.union_chain([e for e in ids if e not in common], base)
         if include_state_events:
             c.update(ids)
         chains.append(c)
-    if not chains:
-        return set()
     union = set().union(*chains)
-    common = set(chains[0]).intersection(*chains[1:])
-    return union - common
+    common_chain = set(chains[0]).intersection(*chains[1:])
+    return union - common_chain
