@@ -36,11 +36,24 @@ class AuthChainIndex:
         lookup = self._lookup
         complete = True
         stack = starts
+        pop, push, add = stack.pop, stack.extend, acc.add
+        if not cache:  # a fresh index: no chain to merge, a tighter loop
+            while stack:
+                a = pop()
+                if a in acc:
+                    continue
+                add(a)
+                aev = lookup(a)
+                if aev is None:
+                    complete = False
+                else:
+                    push(aev.auth_events)
+            return complete
         while stack:
-            a = stack.pop()
+            a = pop()
             if a in acc:
                 continue
-            acc.add(a)
+            add(a)
             sub = cache.get(a)
             if sub is not None:
                 acc |= sub
@@ -49,7 +62,7 @@ class AuthChainIndex:
             if aev is None:
                 complete = False
                 continue
-            stack.extend(x for x in aev.auth_events if x not in acc)
+            push(aev.auth_events)
         return complete
 
     def chain(self, event_id: str) -> frozenset[str]:
