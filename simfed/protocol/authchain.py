@@ -29,9 +29,10 @@ class AuthChainIndex:
         self._lookup: Lookup = lookup.get if isinstance(lookup, Mapping) else lookup
         self._chains: dict[str, frozenset[str]] = {}
 
-    def _walk(self, starts: list[str], acc: set[str]) -> bool:
+    def _walk(self, starts: list[str], acc: set[str], known: Collection[str] = frozenset()) -> bool:
         """Add everything reachable from ``starts`` through auth_events to
-        ``acc``, merging cached chains whole. True if no event was missing."""
+        ``acc``, merging cached chains whole; events in ``known`` are neither
+        added nor walked through. True if no event was missing."""
         cache = self._chains
         lookup = self._lookup
         complete = True
@@ -40,7 +41,7 @@ class AuthChainIndex:
         if not cache:  # a fresh index: no chain to merge, a tighter loop
             while stack:
                 a = pop()
-                if a in acc:
+                if a in acc or a in known:
                     continue
                 add(a)
                 aev = lookup(a)
@@ -49,20 +50,24 @@ class AuthChainIndex:
                 else:
                     push(aev.auth_events)
             return complete
+        merged = False
         while stack:
             a = pop()
-            if a in acc:
+            if a in acc or a in known:
                 continue
             add(a)
             sub = cache.get(a)
             if sub is not None:
                 acc |= sub
+                merged = True
                 continue
             aev = lookup(a)
             if aev is None:
                 complete = False
                 continue
             push(aev.auth_events)
+        if merged and known:
+            acc -= known
         return complete
 
     def chain(self, event_id: str) -> frozenset[str]:
@@ -86,16 +91,15 @@ class AuthChainIndex:
             self._chains[event_id] = fs
         return fs
 
-    def union_chain(self, event_ids: Iterable[str], base: set[str] | None = None) -> set[str]:
+    def union_chain(self, event_ids: Iterable[str], known: Collection[str] = frozenset()) -> set[str]:
         """The union of the auth chains of ``event_ids``, in one walk.
 
-        ``base``: a set already known to be closed under auth_events (e.g. the
-        union chain of other events); the result is a copy of it plus what the
-        walk adds, and the walk stops where it meets ``base``. Chains cached
-        earlier are merged in whole; nothing new is cached (a state set's
-        union is rarely asked for twice).
+        ``known``: a set closed under auth_events (e.g. the union chain of
+        other events), left out of the result; the walk stops where it meets
+        it. Chains cached earlier are merged in whole; nothing new is cached
+        (a state set's union is rarely asked for twice).
         """
-        acc: set[str] = set() if base is None else set(base)
+        acc: set[str] = set()
         starts: list[str] = []
         for e in event_ids:
             hit = self._chains.get(e)
@@ -105,7 +109,9 @@ class AuthChainIndex:
             ev = self._lookup(e)
             if ev is not None:
                 starts.extend(ev.auth_events)
-        self._walk(starts, acc)
+        if known and acc:
+            acc -= known
+        self._walk(starts, acc, known)
         return acc
 
     def nearest_ancestors(self, nodes: Collection[str]) -> dict[str, set[str]]:
@@ -177,14 +183,14 @@ def auth_chain_difference(
         return set()
     # The events every set holds contribute the same chain to each: walk it
     # once, then each set only from its own other events, stopping at it.
+    # Set i's chain is then ``base`` plus a disjoint ``extra_i``, so the
+    # difference is the union of the extras less their intersection.
     common = set(id_lists[0]).intersection(*id_lists[1:])
     base = index.union_chain(common)
-    chains = []
+    extras = []
     for ids in id_lists:
-        c = index.union_chain([e for e in ids if e not in common], base)
+        extra = index.union_chain([e for e in ids if e not in common], base)
         if include_state_events:
-            c.update(ids)
-        chains.append(c)
-    union = set().union(*chains)
-    common_chain = set(chains[0]).intersection(*chains[1:])
-    return union - common_chain
+            extra.update(e for e in ids if e not in base)
+        extras.append(extra)
+    return set().union(*extras) - set(extras[0]).intersection(*extras[1:])
