@@ -26,10 +26,9 @@ previously rejected (item 5)  considered again         skipped
 
 from __future__ import annotations
 
-from collections import abc
 from typing import Container, Iterable, Mapping, Sequence
 
-from ..auth import PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
+from ..auth import PL_KEY, StateKey, _creator, _is_map, auth_types_for_event, check_auth
 from ..authchain import auth_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -68,7 +67,7 @@ def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext
         return 100 if create is not None and _creator(create, ctx.room_version) == ev.sender else 0
     content = pl.content
     users = content.get("users")
-    level = users.get(ev.sender) if type(users) is dict or isinstance(users, abc.Mapping) else None
+    level = users.get(ev.sender) if _is_map(users) else None
     if level is None:
         level = content.get("users_default", 0)
     try:
