@@ -6,7 +6,7 @@ Called by ``benchmarks/stateres.py``; not meant to be run by hand, but can be::
 
 IN.json = {"room_version": "11", "events": [PDUs with event_id],
 "state_sets": [[event_id, ...], ...], "rejected": {event_id: reason}}.
-Prints JSON: {"median_s", "times_s", "resolved": [[type, state_key, id]],
+Prints JSON: {"median_s", "times_s", "median_cpu_s", "cpu_s" (process CPU time), "resolved": [[type, state_key, id]],
 "synapse_version", "load_s"}. Loading events into Synapse objects is not
 timed; each timed call is ``synapse_oracle.resolve_state(rv, events,
 state_sets, mode="persisted")`` (a fresh in-memory store per call).
@@ -31,14 +31,17 @@ def main() -> int:
     state_sets = [so.state_map_from_ids(s, by_id) for s in inp["state_sets"]]
     load_s = time.perf_counter() - t0
 
-    times, res = [], None
+    times, cpu, res = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = so.resolve_state(rv, events, state_sets, mode="persisted")
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     json.dump({
         "median_s": statistics.median(times),
         "times_s": times,
+        "median_cpu_s": statistics.median(cpu),
+        "cpu_s": cpu,
         "load_s": load_s,
         "resolved": so.triples(res),
         "synapse_version": so.SYNAPSE_VERSION,

@@ -53,7 +53,10 @@ A, B = "@admin:a.test", "@admin:b.test"
 
 
 def pl_chains(n_events: int, merge_every: int = 10, seed: int = 0) -> list[Event]:
-    """About ``n_events`` signed v11 events of the shape described above, in creation order."""
+    """About ``n_events`` signed v11 events of the shape described above, in creation order.
+
+    ``merge_every=0``: no merges (two chains that never meet in the DAG either).
+    """
     keys = {s: derive_server_key(seed, s) for s in ("a.test", "b.test")}
     out: list[Event] = []
     ts = 1_700_000_000_000
@@ -84,7 +87,7 @@ def pl_chains(n_events: int, merge_every: int = 10, seed: int = 0) -> list[Event
         for who in (A, B):
             i += 1
             prev = [tips[who]]
-            if who == A and i % (2 * merge_every) == 1 and tips[A] is not tips[B]:
+            if who == A and merge_every and i % (2 * merge_every) == 1 and tips[A] is not tips[B]:
                 tips[A] = add(A, "m.room.message", {"msgtype": "m.text", "body": f"merge {i}"},
                               [tips[A], tips[B]], [create, pls[A], joins[A]], None)
                 prev = [tips[A]]

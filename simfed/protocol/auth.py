@@ -73,8 +73,16 @@ class AuthResult:
         return self.allowed
 
 
+_ACCEPTED: dict[tuple[str, str], AuthResult] = {}
+
+
 def _accept(rule: str, reason: str = "allowed") -> AuthResult:
-    return AuthResult(True, rule, reason)
+    # Acceptances carry fixed texts, so each is built once and shared (the
+    # result is immutable); this runs for most events a resolution replays.
+    res = _ACCEPTED.get((rule, reason))
+    if res is None:
+        res = _ACCEPTED[(rule, reason)] = AuthResult(True, rule, reason)
+    return res
 
 
 def _reject(rule: str, reason: str) -> AuthResult:
@@ -133,6 +141,12 @@ def auth_events_for(
 # -- levels (§2.1) -----------------------------------------------------------
 
 
+def _is_map(v: Any) -> bool:
+    """``isinstance(v, Mapping)``, answered without the ABC machinery for the
+    common case of a plain dict (every nested JSON object)."""
+    return type(v) is dict or isinstance(v, Mapping)
+
+
 def _int(v: Any, default: int) -> int:
     if type(v) is int:
         return v
@@ -157,7 +171,7 @@ def get_user_level(user_id: str, auth_state: Mapping[StateKey, Event], rv: RoomV
     pl = auth_state.get(PL_KEY)
     if pl is not None:
         users = pl.content.get("users")
-        if isinstance(users, Mapping) and user_id in users:
+        if _is_map(users) and user_id in users:
             return _int(users[user_id], 0)
         return _int(pl.content.get("users_default", 0), 0)
     return 100 if _creator(auth_state.get(CREATE_KEY), rv) == user_id else 0
@@ -173,7 +187,7 @@ def get_named_level(auth_state: Mapping[StateKey, Event], name: str, default: in
 def get_send_level(event_type: str, state_key: str | None, pl: Event | None) -> int:
     content: Mapping[str, Any] = pl.content if pl is not None else {}
     events = content.get("events")
-    if isinstance(events, Mapping) and event_type in events:
+    if _is_map(events) and event_type in events:
         return _int(events[event_type], 0)
     if state_key is not None:
         return _int(content.get("state_default", 50), 50)
@@ -435,17 +449,19 @@ def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth
 
 
 def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
-    new = event.content
+    # Plain dict copies: ``.get`` on a read-only mapping proxy is several
+    # times slower, and this runs once per power-levels event resolved.
+    new = dict(event.content)
     for name in _LEVEL_NAMES:
         if name in new and type(new[name]) is not int:
             return _reject("9.1", f"{name} must be an integer, got {new[name]!r}")
     for name in ("events", "notifications"):
         if name in new:
             v = new[name]
-            if not isinstance(v, Mapping) or not all(type(x) is int for x in v.values()):
+            if not _is_map(v) or not all(type(x) is int for x in v.values()):
                 return _reject("9.2", f"{name} must be an object of integers")
     users = new.get("users", {})
-    if not isinstance(users, Mapping):
+    if not _is_map(users):
         return _reject("9.3", "users must be an object")
     for uid, level in users.items():
         if not (isinstance(uid, str) and uid.startswith("@") and ":" in uid):
@@ -455,7 +471,7 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
     old_event = auth_state.get(PL_KEY)
     if old_event is None:
         return _accept("9.4", "first power levels event")
-    old = old_event.content
+    old = dict(old_event.content)
     L = user_level
     for name in _LEVEL_NAMES:
         o, n = old.get(name), new.get(name)
@@ -466,8 +482,8 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
         if n is not None and n > L:
             return _reject("9.5", f"{name}: new value {n} exceeds the sender's level {L}")
     for section in ("events", "notifications"):
-        o_map = old.get(section) if isinstance(old.get(section), Mapping) else {}
-        n_map = new.get(section) if isinstance(new.get(section), Mapping) else {}
+        o_map = old.get(section) if _is_map(old.get(section)) else {}
+        n_map = new.get(section) if _is_map(new.get(section)) else {}
         for k in set(o_map) | set(n_map):
             o, n = o_map.get(k), n_map.get(k)
             if k in o_map and k in n_map and _int(o, 0) == n:
@@ -476,7 +492,7 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
                 return _reject("9.6", f"{section}.{k}: old value {o} exceeds the sender's level {L}")
             if k in n_map and n > L:
                 return _reject("9.7", f"{section}.{k}: new value {n} exceeds the sender's level {L}")
-    o_users = old.get("users") if isinstance(old.get("users"), Mapping) else {}
+    o_users = old.get("users") if _is_map(old.get("users")) else {}
     for uid in set(o_users) | set(users):
         o, n = o_users.get(uid), users.get(uid)
         if uid in o_users and uid in users and _int(o, 0) == n:

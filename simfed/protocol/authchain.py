@@ -29,27 +29,45 @@ class AuthChainIndex:
         self._lookup: Lookup = lookup.get if isinstance(lookup, Mapping) else lookup
         self._chains: dict[str, frozenset[str]] = {}
 
-    def _walk(self, starts: list[str], acc: set[str]) -> bool:
+    def _walk(self, starts: list[str], acc: set[str], known: Collection[str] = frozenset()) -> bool:
         """Add everything reachable from ``starts`` through auth_events to
-        ``acc``, merging cached chains whole. True if no event was missing."""
+        ``acc``, merging cached chains whole; events in ``known`` are neither
+        added nor walked through. True if no event was missing."""
         cache = self._chains
         lookup = self._lookup
         complete = True
         stack = starts
+        pop, push, add = stack.pop, stack.extend, acc.add
+        if not cache:  # a fresh index: no chain to merge, a tighter loop
+            while stack:
+                a = pop()
+                if a in acc or a in known:
+                    continue
+                add(a)
+                aev = lookup(a)
+                if aev is None:
+                    complete = False
+                else:
+                    push(aev.auth_events)
+            return complete
+        merged = False
         while stack:
-            a = stack.pop()
-            if a in acc:
+            a = pop()
+            if a in acc or a in known:
                 continue
-            acc.add(a)
+            add(a)
             sub = cache.get(a)
             if sub is not None:
                 acc |= sub
+                merged = True
                 continue
             aev = lookup(a)
             if aev is None:
                 complete = False
                 continue
-            stack.extend(x for x in aev.auth_events if x not in acc)
+            push(aev.auth_events)
+        if merged and known:
+            acc -= known
         return complete
 
     def chain(self, event_id: str) -> frozenset[str]:
@@ -73,11 +91,13 @@ class AuthChainIndex:
             self._chains[event_id] = fs
         return fs
 
-    def union_chain(self, event_ids: Iterable[str]) -> set[str]:
+    def union_chain(self, event_ids: Iterable[str], known: Collection[str] = frozenset()) -> set[str]:
         """The union of the auth chains of ``event_ids``, in one walk.
 
-        Chains cached earlier are merged in whole; nothing new is cached (a
-        state set's union is rarely asked for twice).
+        ``known``: a set closed under auth_events (e.g. the union chain of
+        other events), left out of the result; the walk stops where it meets
+        it. Chains cached earlier are merged in whole; nothing new is cached
+        (a state set's union is rarely asked for twice).
         """
         acc: set[str] = set()
         starts: list[str] = []
@@ -89,7 +109,9 @@ class AuthChainIndex:
             ev = self._lookup(e)
             if ev is not None:
                 starts.extend(ev.auth_events)
-        self._walk(starts, acc)
+        if known and acc:
+            acc -= known
+        self._walk(starts, acc, known)
         return acc
 
     def nearest_ancestors(self, nodes: Collection[str]) -> dict[str, set[str]]:
@@ -156,15 +178,19 @@ def auth_chain_difference(
     ``include_state_events``: count each set's own events as part of its
     chain, as Synapse does (protocol.md §3.4); the spec leaves them out.
     """
-    chains = []
-    for s in state_sets:
-        ids = list(s)
-        c = index.union_chain(ids)
-        if include_state_events:
-            c.update(ids)
-        chains.append(c)
-    if not chains:
+    id_lists = [list(s) for s in state_sets]
+    if not id_lists:
         return set()
-    union = set().union(*chains)
-    common = set(chains[0]).intersection(*chains[1:])
-    return union - common
+    # The events every set holds contribute the same chain to each: walk it
+    # once, then each set only from its own other events, stopping at it.
+    # Set i's chain is then ``base`` plus a disjoint ``extra_i``, so the
+    # difference is the union of the extras less their intersection.
+    common = set(id_lists[0]).intersection(*id_lists[1:])
+    base = index.union_chain(common)
+    extras = []
+    for ids in id_lists:
+        extra = index.union_chain([e for e in ids if e not in common], base)
+        if include_state_events:
+            extra.update(e for e in ids if e not in base)
+        extras.append(extra)
+    return set().union(*extras) - set(extras[0]).intersection(*extras[1:])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Container, Iterable, Mapping, Sequence
 
-from ..auth import PL_KEY, StateKey, _creator, auth_types_for_event, check_auth
+from ..auth import PL_KEY, StateKey, _creator, _is_map, auth_types_for_event, check_auth
 from ..authchain import auth_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -53,21 +53,23 @@ def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
 
 def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
     pl = create = None
+    get = events.get
     for aid in ev.auth_events:
-        a = events.get(aid)
-        if a is None:
+        a = get(aid)
+        if a is None or a.state_key != "":
             continue
-        if a.type == "m.room.power_levels" and a.state_key == "":
+        if a.type == "m.room.power_levels":
             pl = a
             break
-        if a.type == "m.room.create" and a.state_key == "" and create is None:
+        if a.type == "m.room.create" and create is None:
             create = a
     if pl is None:
         return 100 if create is not None and _creator(create, ctx.room_version) == ev.sender else 0
-    users = pl.content.get("users")
-    level = users.get(ev.sender) if isinstance(users, Mapping) else None
+    content = pl.content
+    users = content.get("users")
+    level = users.get(ev.sender) if _is_map(users) else None
     if level is None:
-        level = pl.content.get("users_default", 0)
+        level = content.get("users_default", 0)
     try:
         return int(level)
     except (TypeError, ValueError):
@@ -90,13 +92,9 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
             eid = stack.pop()
             if eid in preds:
                 continue
-            ps: set[str] = set()
-            for a in events[eid].auth_events:
-                if a in full:
-                    ps.add(a)
-                    if a not in preds:
-                        stack.append(a)
+            ps = {a for a in events[eid].auth_events if a in full}
             preds[eid] = ps
+            stack.extend(a for a in ps if a not in preds)
     else:
         # The power events and the F-events in their auth chains, each after
         # its ancestors among them. Nearest ancestors have the same closure
@@ -105,8 +103,11 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         assert chains is not None
         nodes = set(power) | (chains.union_chain(power) & full)
         preds = chains.nearest_ancestors(nodes)
-    levels = {n: _sender_level(events[n], events, ctx) for n in preds}
-    return _topo_sort(preds, preds, lambda n: (-levels[n], events[n].origin_server_ts, n))
+    keys = {}
+    for n in preds:
+        ev = events[n]
+        keys[n] = (-_sender_level(ev, events, ctx), ev.origin_server_ts, n)
+    return _topo_sort(preds, preds, keys.__getitem__)
 
 
 def iterative_auth_checks(
@@ -120,25 +121,31 @@ def iterative_auth_checks(
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
     rv = ctx.room_version
-    skip_rejected = ctx.compat == "synapse"
+    compat = ctx.compat
+    skip_rejected = compat == "synapse"
+    get = events.get
     n_checks = 0
     for eid in order:
-        ev = events[eid]
         if skip_rejected and eid in rejected:
             continue
+        ev = events[eid]
         auth: dict[StateKey, Event] = {}
         for aid in ev.auth_events:
-            a = events.get(aid)
-            if a is not None and aid not in rejected and a.state_key is not None:
-                auth[(a.type, a.state_key)] = a
+            if aid in rejected:
+                continue
+            a = get(aid)
+            if a is not None:
+                sk = a.state_key
+                if sk is not None:
+                    auth[(a.type, sk)] = a
         for k in auth_types_for_event(ev.type, ev.state_key, ev.sender, ev.content):
             cur = resolved.get(k)
             if cur is not None and cur not in rejected:
-                cur_ev = events.get(cur)
+                cur_ev = get(cur)
                 if cur_ev is not None:
                     auth[k] = cur_ev
         n_checks += 1
-        if check_auth(ev, auth, rv, compat=ctx.compat).allowed:
+        if check_auth(ev, auth, rv, compat=compat).allowed:
             resolved[(ev.type, ev.state_key)] = eid
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
