@@ -102,7 +102,7 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only.
     MAX_RESOLUTIONS = 20_000
@@ -117,6 +117,8 @@ class SharedStateMemo:
         self.decision: dict[str, Decision] = {}
         self.after: dict[str, dict[StateKey, str]] = {}
         self.hits = 0
+        #: complete auth chains by event ID (``AuthChainIndex(shared=...)``)
+        self.chains: dict[str, frozenset[str]] = {}
 
 
 class RoomState:
@@ -143,8 +145,12 @@ class RoomState:
         self.algorithm = algorithm
         self.compat = compat
         self.graph = RoomGraph(room_id)
+        #: held events whose auth events were not all held when stored
+        self._auth_gaps: set[str] = set()
         if auth_chains is not None:
             self.graph.auth_chains = auth_chains
+        elif shared is not None:
+            self.graph.auth_chains = AuthChainIndex(self.graph.get, shared=shared.chains, closed=self.auth_closed)
         self.events = _Lookup(self.graph)
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
@@ -168,6 +174,22 @@ class RoomState:
     def missing_auth_events(self, event: Event) -> list[str]:
         ev = self.events
         return [a for a in event.auth_events if a not in ev]
+
+    def auth_closed(self) -> bool:
+        """True if every held event's auth events are held (so the auth
+        chain of every held event is held whole)."""
+        gaps = self._auth_gaps
+        if gaps:
+            evs = self.events
+            get = self.graph.get
+            for g in [g for g in gaps if all(a in evs for a in get(g).auth_events)]:
+                gaps.discard(g)
+        return not gaps
+
+    def _note_auth_gap(self, event: Event) -> None:
+        evs = self.events
+        if any(a not in evs for a in event.auth_events):
+            self._auth_gaps.add(event.event_id)
 
     def has_state_after(self, event_id: str) -> bool:
         return event_id in self._after
@@ -410,6 +432,7 @@ class RoomState:
     def _store(self, event: Event, decision: Decision, before: StateMapT, backfilled: bool) -> None:
         eid = event.event_id
         self.graph.add(event, allow_missing=True)
+        self._note_auth_gap(event)
         self.status[eid] = decision
         self._before[eid] = before
         if decision.outcome == REJECTED:
@@ -451,6 +474,7 @@ class RoomState:
     def add_outlier(self, event: Event) -> None:
         """Hold an event known only as an auth/state event."""
         self.graph.add_outlier(event)
+        self._note_auth_gap(event)
 
     def set_forward_extremities(self, event_ids: Iterable[str]) -> None:
         self.forward_extremities = set(event_ids)
