@@ -112,11 +112,18 @@ class AuthChainIndex:
         cache, where each event's chain is cached (once for all indexes).
         """
         acc: set[str] = set()
+        cache = self._cache()
         if self._shared is not None:
+            own = cache is self._chains
+            lookup = self._lookup
             for e in event_ids:
-                acc |= self.chain(e)
+                hit = cache.get(e)
+                if hit is None:
+                    hit = self.chain(e)
+                elif not own and lookup(e) is None:
+                    continue
+                acc |= hit
             return acc
-        cache = self._chains
         starts: list[str] = []
         for e in event_ids:
             hit = cache.get(e)

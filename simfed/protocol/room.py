@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
@@ -102,16 +102,19 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only.
     MAX_RESOLUTIONS = 20_000
+    #: answers kept in ``of_state`` (oldest dropped first)
+    MAX_DERIVED = 1024
 
     def __init__(self) -> None:
-        self.before: "OrderedDict[frozenset[str], dict[StateKey, str]]" = OrderedDict()
-        #: resolutions keyed by the identities of the distinct state maps
+        #: resolutions of prev sets: (resolved state, conflicted events counted)
+        self.before: "OrderedDict[frozenset[str], tuple[dict[StateKey, str], int]]" = OrderedDict()
+        #: the same keyed by the identities of the distinct state maps
         #: resolved (the maps are kept in the value, so identities stay valid)
-        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], dict]]" = OrderedDict()
+        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
         #: the canonical state before each event stored canonically somewhere
         self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
@@ -119,6 +122,9 @@ class SharedStateMemo:
         self.hits = 0
         #: complete auth chains by event ID (``AuthChainIndex(shared=...)``)
         self.chains: dict[str, frozenset[str]] = {}
+        #: callers' answers derived from one state map's content, keyed by
+        #: (purpose, the map's identity); the map is kept in the value
+        self.of_state: "OrderedDict[tuple[str, int], tuple[Mapping, object]]" = OrderedDict()
 
 
 class RoomState:
@@ -243,23 +249,22 @@ class RoomState:
         shared = self.shared
         canonical = shared is not None and key <= self._canonical
         if canonical:
-            hit = shared.before.get(key)
-            if hit is not None:
+            found = shared.before.get(key)
+            if found is None:
+                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                if entry is not None:
+                    found = entry[1]
+                    self._remember(shared.before, key, found)
+            if found is not None:
                 shared.hits += 1
-                self._count_resolution(distinct)
-                return hit
-            skey = frozenset(id(m) for m in distinct)
-            entry = shared.by_states.get(skey)
-            if entry is not None:
-                shared.hits += 1
-                self._count_resolution(distinct)
-                hit = entry[1]
-                self._remember(shared.before, key, hit)
-                return hit
+                self.resolutions += 1
+                self.conflicted_events += found[1]
+                return found[0]
         hit = self.resolve(distinct)
         if canonical:
-            self._remember(shared.before, key, hit)
-            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), hit))
+            found = (hit, conflicted_size(distinct))
+            self._remember(shared.before, key, found)
+            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found))
         return hit
 
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
@@ -272,6 +277,24 @@ class RoomState:
         memo[key] = value
         if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
             memo.popitem(last=False)
+
+    def derived(self, purpose: str, state: StateMapT, compute: "Callable[[StateMapT], object]") -> object:
+        """``compute(state)``, shared by the servers that hold this very map
+        (a canonical state) when ``compute`` depends only on its content and
+        the events it names (which every holder of the map holds)."""
+        shared = self.shared
+        if shared is None:
+            return compute(state)
+        memo = shared.of_state
+        key = (purpose, id(state))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        value = compute(state)
+        memo[key] = (state, value)
+        if len(memo) > SharedStateMemo.MAX_DERIVED:
+            memo.popitem(last=False)
+        return value
 
     def current_state(self) -> dict[StateKey, str]:
         """Resolution of the states after the forward extremities."""

@@ -193,13 +193,17 @@ class Homeserver(FederationServing):
     def joined_servers(self, room: RoomState, state: dict | None = None) -> set[str]:
         """Servers with a joined member in ``state`` (default: current state)."""
         st = room.current_state() if state is None else state
-        out = set()
-        for (etype, skey), eid in st.items():
-            if etype == "m.room.member":
-                ev = room.events.get(eid)
-                if ev is not None and ev.membership == "join":
-                    out.add(skey.partition(":")[2])
-        return out
+
+        def joined(st: dict) -> frozenset[str]:
+            out = set()
+            for (etype, skey), eid in st.items():
+                if etype == "m.room.member":
+                    ev = room.events.get(eid)
+                    if ev is not None and ev.membership == "join":
+                        out.add(skey.partition(":")[2])
+            return frozenset(out)
+
+        return set(room.derived("joined_servers", st, joined))
 
     def has_member(self, room_id: str) -> bool:
         """True if one of this server's users is joined to the room."""
