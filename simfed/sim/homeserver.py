@@ -37,7 +37,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator, Iterable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping
 
 import numpy as np
 import simpy
@@ -69,6 +70,8 @@ Proc = Generator[simpy.Event, Any, Any]
 
 #: Transactions remembered per origin to answer a retry without reprocessing it.
 TXN_MEMORY = 64
+#: a transaction's answer for a PDU it took (one read-only object: answers are kept)
+_PDU_OK: "Mapping[str, Any]" = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +379,7 @@ class Homeserver(FederationServing):
                 self._record("event_outcome", self.env.now, self.name, res.event_id or ev.event_id,
                              ev.room_id, "dropped", "push", res.code.value if res.code else "invalid")
                 continue
-            results[res.event.event_id] = {}
+            results[res.event.event_id] = _PDU_OK
             self._stage(res.event, origin, "push")
         edus = body.get("edus")
         if edus:
