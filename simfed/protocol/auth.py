@@ -247,8 +247,8 @@ def _check_create(event: Event, rv: RoomVersion) -> AuthResult:
 #: object pins its content, so the memo is exact for every caller (state
 #: resolutions at every server re-check the same events against the same
 #: auth events). Cleared whole when it reaches ``AUTH_MEMO_MAX`` entries
-#: (bounds memory only); ``AUTH_MEMO_MAX = 0`` turns it off.
-AUTH_MEMO_MAX = 100_000
+#: (bounds memory: ~500 bytes an entry); ``AUTH_MEMO_MAX = 0`` turns it off.
+AUTH_MEMO_MAX = 50_000
 _auth_memo: dict[tuple, "AuthResult"] = {}
 
 
