@@ -430,6 +430,8 @@ class RoomState:
             # when it equals what was computed from the full ancestry.
             known = self.shared.before_of.get(eid) if self.shared is not None else None
             canonical = known is not None and (known is before or known == before)
+            if canonical:
+                before = known  # the same content, held once for every server
         shared = self.shared if canonical else None
         if before is None and event.prev_events:
             if self.graph.missing_parents(event):
