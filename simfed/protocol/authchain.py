@@ -21,19 +21,48 @@ class AuthChainIndex:
 
     Events the lookup cannot find are treated as leaves (a chain through a
     missing event is incomplete and is not cached).
+
+    ``shared``: a cache of complete chains that several indexes (servers)
+    fill and read. A complete chain depends only on its event, but it is
+    what this index would compute only if this index's lookup holds the
+    whole auth closure of every event it holds; ``closed()`` says so, and
+    shared chains are read only while it answers True (they are always
+    written). Without ``shared`` every chain is this index's own.
     """
 
-    __slots__ = ("_lookup", "_chains")
+    __slots__ = ("_lookup", "_chains", "_shared", "_closed")
 
-    def __init__(self, lookup: Lookup | Mapping[str, Event]) -> None:
+    def __init__(
+        self,
+        lookup: Lookup | Mapping[str, Event],
+        *,
+        shared: "dict[str, frozenset[str]] | None" = None,
+        closed: Callable[[], bool] | None = None,
+    ) -> None:
         self._lookup: Lookup = lookup.get if isinstance(lookup, Mapping) else lookup
         self._chains: dict[str, frozenset[str]] = {}
+        self._shared = shared
+        self._closed = closed
 
-    def _walk(self, starts: list[str], acc: set[str], known: Collection[str] = frozenset()) -> bool:
+    def _cache(self) -> dict[str, frozenset[str]]:
+        """The chains this index may read now: the shared ones when closed."""
+        shared = self._shared
+        if shared is not None and (self._closed is None or self._closed()):
+            return shared
+        return self._chains
+
+    def _keep(self, event_id: str, chain: frozenset[str]) -> None:
+        if self._shared is not None:
+            self._shared[event_id] = chain
+            if self._closed is None or self._closed():
+                return
+        self._chains[event_id] = chain
+
+    def _walk(self, starts: list[str], acc: set[str], cache: dict[str, frozenset[str]],
+              known: Collection[str] = frozenset()) -> bool:
         """Add everything reachable from ``starts`` through auth_events to
         ``acc``, merging cached chains whole; events in ``known`` are neither
         added nor walked through. True if no event was missing."""
-        cache = self._chains
         lookup = self._lookup
         complete = True
         stack = starts
@@ -78,17 +107,20 @@ class AuthChainIndex:
         for are cached, so a deep auth graph costs memory in proportion to
         what callers use, never quadratically.
         """
-        hit = self._chains.get(event_id)
-        if hit is not None:
+        cache = self._cache()
+        hit = cache.get(event_id)
+        if hit is not None and cache is self._chains:
             return hit
         ev = self._lookup(event_id)
         if ev is None:
             return frozenset()
+        if hit is not None:
+            return hit
         acc: set[str] = set()
-        complete = self._walk(list(ev.auth_events), acc)
+        complete = self._walk(list(ev.auth_events), acc, cache)
         fs = frozenset(acc)
         if complete:
-            self._chains[event_id] = fs
+            self._keep(event_id, fs)
         return fs
 
     def union_chain(self, event_ids: Iterable[str], known: Collection[str] = frozenset()) -> set[str]:
@@ -97,12 +129,27 @@ class AuthChainIndex:
         ``known``: a set closed under auth_events (e.g. the union chain of
         other events), left out of the result; the walk stops where it meets
         it. Chains cached earlier are merged in whole; nothing new is cached
-        (a state set's union is rarely asked for twice).
+        (a state set's union is rarely asked for twice), except with a shared
+        cache, where each event's chain is cached (once for all indexes).
         """
         acc: set[str] = set()
+        cache = self._cache()
+        if self._shared is not None:
+            own = cache is self._chains
+            lookup = self._lookup
+            for e in event_ids:
+                hit = cache.get(e)
+                if hit is None:
+                    hit = self.chain(e)
+                elif not own and lookup(e) is None:
+                    continue
+                acc |= hit
+            if known:
+                acc -= known
+            return acc
         starts: list[str] = []
         for e in event_ids:
-            hit = self._chains.get(e)
+            hit = cache.get(e)
             if hit is not None:
                 acc |= hit
                 continue
@@ -111,7 +158,7 @@ class AuthChainIndex:
                 starts.extend(ev.auth_events)
         if known and acc:
             acc -= known
-        self._walk(starts, acc, known)
+        self._walk(starts, acc, cache, known)
         return acc
 
     def nearest_ancestors(self, nodes: Collection[str]) -> dict[str, set[str]]:

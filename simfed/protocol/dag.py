@@ -37,7 +37,9 @@ class RoomGraph:
         self.room_id = room_id
         self._events: dict[str, Event] = {}
         self._outliers: dict[str, Event] = {}
-        self._children: dict[str, list[str]] = {}
+        #: children by parent, as tuples (most events have one: a tuple is
+        #: half a list's memory, and there is one per (server, event))
+        self._children: dict[str, tuple[str, ...]] = {}
         self._depth: dict[str, int] = {}
         self._extremities: set[str] = set()
         self._topo: list[str] | None = None
@@ -114,7 +116,7 @@ class RoomGraph:
             d = self._depth.get(p, 0)
             if d > depth:
                 depth = d
-            children.setdefault(p, []).append(eid)
+            children[p] = children.get(p, ()) + (eid,)
             ext.discard(p)
         self._events[eid] = event
         self._outliers.pop(eid, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
@@ -102,21 +102,29 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only.
     MAX_RESOLUTIONS = 20_000
+    #: answers kept in ``of_state`` (oldest dropped first)
+    MAX_DERIVED = 1024
 
     def __init__(self) -> None:
-        self.before: "OrderedDict[frozenset[str], dict[StateKey, str]]" = OrderedDict()
-        #: resolutions keyed by the identities of the distinct state maps
+        #: resolutions of prev sets: (resolved state, conflicted events counted)
+        self.before: "OrderedDict[frozenset[str], tuple[dict[StateKey, str], int]]" = OrderedDict()
+        #: the same keyed by the identities of the distinct state maps
         #: resolved (the maps are kept in the value, so identities stay valid)
-        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], dict]]" = OrderedDict()
+        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
         #: the canonical state before each event stored canonically somewhere
         self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
         self.after: dict[str, dict[StateKey, str]] = {}
         self.hits = 0
+        #: complete auth chains by event ID (``AuthChainIndex(shared=...)``)
+        self.chains: dict[str, frozenset[str]] = {}
+        #: callers' answers derived from one state map's content, keyed by
+        #: (purpose, the map's identity); the map is kept in the value
+        self.of_state: "OrderedDict[tuple[str, int], tuple[Mapping, object]]" = OrderedDict()
 
 
 class RoomState:
@@ -143,8 +151,12 @@ class RoomState:
         self.algorithm = algorithm
         self.compat = compat
         self.graph = RoomGraph(room_id)
+        #: held events whose auth events were not all held when stored
+        self._auth_gaps: set[str] = set()
         if auth_chains is not None:
             self.graph.auth_chains = auth_chains
+        elif shared is not None:
+            self.graph.auth_chains = AuthChainIndex(self.graph.get, shared=shared.chains, closed=self.auth_closed)
         self.events = _Lookup(self.graph)
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
@@ -168,6 +180,22 @@ class RoomState:
     def missing_auth_events(self, event: Event) -> list[str]:
         ev = self.events
         return [a for a in event.auth_events if a not in ev]
+
+    def auth_closed(self) -> bool:
+        """True if every held event's auth events are held (so the auth
+        chain of every held event is held whole)."""
+        gaps = self._auth_gaps
+        if gaps:
+            evs = self.events
+            get = self.graph.get
+            for g in [g for g in gaps if all(a in evs for a in get(g).auth_events)]:
+                gaps.discard(g)
+        return not gaps
+
+    def _note_auth_gap(self, event: Event) -> None:
+        evs = self.events
+        if any(a not in evs for a in event.auth_events):
+            self._auth_gaps.add(event.event_id)
 
     def has_state_after(self, event_id: str) -> bool:
         return event_id in self._after
@@ -221,23 +249,22 @@ class RoomState:
         shared = self.shared
         canonical = shared is not None and key <= self._canonical
         if canonical:
-            hit = shared.before.get(key)
-            if hit is not None:
+            found = shared.before.get(key)
+            if found is None:
+                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                if entry is not None:
+                    found = entry[1]
+                    self._remember(shared.before, key, found)
+            if found is not None:
                 shared.hits += 1
-                self._count_resolution(distinct)
-                return hit
-            skey = frozenset(id(m) for m in distinct)
-            entry = shared.by_states.get(skey)
-            if entry is not None:
-                shared.hits += 1
-                self._count_resolution(distinct)
-                hit = entry[1]
-                self._remember(shared.before, key, hit)
-                return hit
+                self.resolutions += 1
+                self.conflicted_events += found[1]
+                return found[0]
         hit = self.resolve(distinct)
         if canonical:
-            self._remember(shared.before, key, hit)
-            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), hit))
+            found = (hit, conflicted_size(distinct))
+            self._remember(shared.before, key, found)
+            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found))
         return hit
 
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
@@ -250,6 +277,24 @@ class RoomState:
         memo[key] = value
         if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
             memo.popitem(last=False)
+
+    def derived(self, purpose: str, state: StateMapT, compute: "Callable[[StateMapT], object]") -> object:
+        """``compute(state)``, shared by the servers that hold this very map
+        (a canonical state) when ``compute`` depends only on its content and
+        the events it names (which every holder of the map holds)."""
+        shared = self.shared
+        if shared is None:
+            return compute(state)
+        memo = shared.of_state
+        key = (purpose, id(state))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        value = compute(state)
+        memo[key] = (state, value)
+        if len(memo) > SharedStateMemo.MAX_DERIVED:
+            memo.popitem(last=False)
+        return value
 
     def current_state(self) -> dict[StateKey, str]:
         """Resolution of the states after the forward extremities."""
@@ -385,6 +430,8 @@ class RoomState:
             # when it equals what was computed from the full ancestry.
             known = self.shared.before_of.get(eid) if self.shared is not None else None
             canonical = known is not None and (known is before or known == before)
+            if canonical:
+                before = known  # the same content, held once for every server
         shared = self.shared if canonical else None
         if before is None and event.prev_events:
             if self.graph.missing_parents(event):
@@ -410,6 +457,7 @@ class RoomState:
     def _store(self, event: Event, decision: Decision, before: StateMapT, backfilled: bool) -> None:
         eid = event.event_id
         self.graph.add(event, allow_missing=True)
+        self._note_auth_gap(event)
         self.status[eid] = decision
         self._before[eid] = before
         if decision.outcome == REJECTED:
@@ -451,6 +499,7 @@ class RoomState:
     def add_outlier(self, event: Event) -> None:
         """Hold an event known only as an auth/state event."""
         self.graph.add_outlier(event)
+        self._note_auth_gap(event)
 
     def set_forward_extremities(self, event_ids: Iterable[str]) -> None:
         self.forward_extremities = set(event_ids)

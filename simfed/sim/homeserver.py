@@ -41,7 +41,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator, Iterable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping
 
 import numpy as np
 import simpy
@@ -76,6 +77,8 @@ Proc = Generator[simpy.Event, Any, Any]
 
 #: Transactions remembered per origin to answer a retry without reprocessing it.
 TXN_MEMORY = 64
+#: a transaction's answer for a PDU it took (one read-only object: answers are kept)
+_PDU_OK: "Mapping[str, Any]" = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +216,28 @@ class Homeserver(FederationServing):
 
     def _join_depths(self, room: RoomState, state: dict | None = None) -> dict[str, int]:
         """Per server with a joined member in ``state`` (default: current
-        state), the least depth of its members' join events."""
+        state), the least depth of its members' join events (read-only:
+        shared by the servers holding the same canonical map)."""
         st = room.current_state() if state is None else state
-        out: dict[str, int] = {}
-        for (etype, skey), eid in st.items():
-            if etype == "m.room.member":
-                ev = room.events.get(eid)
-                if ev is not None and ev.membership == "join":
-                    server = skey.partition(":")[2]
-                    out[server] = min(out.get(server, ev.depth), ev.depth)
-        return out
+
+        def depths(st: dict) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for (etype, skey), eid in st.items():
+                if etype == "m.room.member":
+                    ev = room.events.get(eid)
+                    if ev is not None and ev.membership == "join":
+                        server = skey.partition(":")[2]
+                        out[server] = min(out.get(server, ev.depth), ev.depth)
+            return out
+
+        return room.derived("join_depths", st, depths)  # type: ignore[return-value]
 
     def longest_in_room(self, room: RoomState) -> list[str]:
         """The other servers joined to the room, longest in the room first
         (Synapse ``get_current_hosts_in_room_ordered``: by the least depth
         of their members' current join events; ties by name)."""
         depths = self._join_depths(room)
-        depths.pop(self.name, None)
-        return sorted(depths, key=lambda s: (depths[s], s))
+        return sorted((s for s in depths if s != self.name), key=lambda s: (depths[s], s))
 
     def has_member(self, room_id: str) -> bool:
         """True if one of this server's users is joined to the room."""
@@ -425,7 +432,7 @@ class Homeserver(FederationServing):
                 self._record("event_outcome", self.env.now, self.name, res.event_id or ev.event_id,
                              ev.room_id, "dropped", "push", res.code.value if res.code else "invalid")
                 continue
-            results[res.event.event_id] = {}
+            results[res.event.event_id] = _PDU_OK
             self._stage(res.event, origin, "push")
         edus = body.get("edus")
         if edus:

@@ -1,12 +1,14 @@
 """The simulator's shortcuts are exact: disabling them changes nothing.
 
 simfed computes content-pinned results once for all servers (a shared memo
-of states and decisions) and skips resolutions whose outcome is known
-(unconflicted auth keys). These tests run the same seeded, conflict-heavy
-scenario with each shortcut turned off and demand identical observations.
-A malicious server in it makes honest servers reject events too, so shared
-rejections are covered. Auth chains are never shared: each server walks
-them over the events it holds (its room's own index).
+of states and decisions, complete auth chains, answers derived from one
+state map), memoises auth checks by content, and skips resolutions whose
+outcome is known (unconflicted auth keys). These tests run the same seeded,
+conflict-heavy scenario with each shortcut turned off and demand identical
+observations. A malicious server in it makes honest servers reject events
+too, so shared rejections are covered. Each server keeps its own auth chain
+index over the events it holds; it reads the room's shared complete chains
+only while it holds the auth events of everything it holds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import pandas as pd
 import pytest
 
 from simfed.experiment.scenario import load_scenario
+from simfed.protocol import auth as auth_module
 from simfed.protocol import room as room_module
+from simfed.protocol.authchain import AuthChainIndex
 from simfed.sim import homeserver as hs_module
 from simfed.sim.world import simulate
 
@@ -58,9 +62,33 @@ def test_sharing_results_between_servers_is_exact(monkeypatch):
     def private(self, room_id):
         room = original(self, room_id)
         room.shared = None
+        room.graph.auth_chains = AuthChainIndex(room.graph.get)
         return room
 
     monkeypatch.setattr(hs_module.Homeserver, "new_room_state", private)
+    assert_same(shared, tables(sc))
+
+
+@pytest.mark.parametrize("algorithm", ["v2", "v1"])
+def test_memoised_auth_checks_are_exact(monkeypatch, algorithm):
+    sc = conflict_heavy(algorithm)
+    auth_module.clear_auth_memo()
+    memo = tables(sc)
+    monkeypatch.setattr(auth_module, "AUTH_MEMO_MAX", 0)
+    assert_same(memo, tables(sc))
+
+
+def test_shared_auth_chains_are_exact(monkeypatch):
+    sc = conflict_heavy("v2")
+    shared = tables(sc)
+    original = hs_module.Homeserver.new_room_state
+
+    def own_chains(self, room_id):
+        room = original(self, room_id)
+        room.graph.auth_chains = AuthChainIndex(room.graph.get)
+        return room
+
+    monkeypatch.setattr(hs_module.Homeserver, "new_room_state", own_chains)
     assert_same(shared, tables(sc))
 
 
@@ -72,7 +100,10 @@ def test_the_scenario_exercises_the_shortcuts():
     honest = d["server"].isin(sorted(res.honest))
     assert ((d["outcome"] == "rejected") & honest).sum() > 5
     assert sum(s.rooms[res.room_id].resolutions for s in res.servers.values()) > 100
-    assert res.servers["hs0"].world._memos[res.room_id].hits > 100
+    memo = res.servers["hs0"].world._memos[res.room_id]
+    assert memo.hits > 100
+    assert len(memo.chains) > 50 and len(memo.of_state) > 10
+    assert auth_module._auth_memo
     assert t["state"].groupby("t")["state_hash"].nunique().max() > 1
 
 
