@@ -57,6 +57,16 @@ class Decision:
 
 _OK = Decision(ACCEPTED)
 
+class _Owed:
+    """A resolution (of the states after ``key``) counted as work done but
+    not computed yet."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: frozenset[str]) -> None:
+        self.key = key
+
+
 #: algorithms whose result keeps every unconflicted entry as it is
 _KEEPS_UNCONFLICTED = frozenset({"v2", "v1", "naive"})
 
@@ -160,7 +170,9 @@ class RoomState:
         self.events = _Lookup(self.graph)
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
-        self._before_memo: "OrderedDict[frozenset[str], dict[StateKey, str]]" = OrderedDict()
+        self._before_memo: "OrderedDict[frozenset[str], dict[StateKey, str] | _Owed]" = OrderedDict()
+        #: keys of resolutions counted in the memo but not computed yet
+        self._owed: set[frozenset[str]] = set()
         self.forward_extremities: set[str] = set()
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
@@ -223,27 +235,52 @@ class RoomState:
         if len(prevs) == 1:
             return self._after[prevs[0]]
         key = frozenset(prevs)
-        hit = self._before_memo.get(key)
+        hit = self._local(key)
         if hit is None:
             hit = self._resolve_shared(key)
             self._remember_local(key, hit)
         return hit
 
+    def _local(self, key: frozenset[str]) -> dict[StateKey, str] | None:
+        """The local memo's resolution of ``key``, computed now if it was
+        only counted (:meth:`count_current_state`)."""
+        hit = self._before_memo.get(key)
+        if type(hit) is _Owed:
+            hit = self._resolve_shared(key, count=False)
+            self._before_memo[key] = hit  # same place in the memo's order
+            self._owed.discard(key)
+        return hit
+
+    def _settle_owed(self) -> None:
+        """Compute every counted-but-unread resolution now, before an input
+        it may depend on changes (an event it names becomes rejected)."""
+        for key in list(self._owed):
+            self._local(key)
+        if type(self._current) is _Owed:
+            self.current_state()
+
     def _remember_local(self, key: frozenset[str], value: dict[StateKey, str]) -> None:
         memo = self._before_memo
         memo[key] = value
         if len(memo) > 1024:
-            memo.popitem(last=False)
+            old, _ = memo.popitem(last=False)
+            self._owed.discard(old)
 
-    def _resolve_shared(self, key: frozenset[str]) -> dict[StateKey, str]:
+    def _distinct_after(self, key: frozenset[str]) -> list[StateMapT]:
+        """The distinct state maps after ``key``'s events (the same object
+        once: non-state events share their parents' maps, and canonical maps
+        are shared between servers)."""
+        sets = [self._after[p] for p in sorted(key)]
+        return list({id(m): m for m in sets}.values())
+
+    def _resolve_shared(self, key: frozenset[str], *, count: bool = True) -> dict[StateKey, str]:
         """Resolve the states after ``key``'s events, shared when canonical.
 
-        Identical state maps (the same object: non-state events share their
-        parents' maps, and canonical maps are shared between servers) are
-        resolved once; a single distinct map is the answer itself.
+        Identical state maps are resolved once; a single distinct map is the
+        answer itself. ``count=False``: the resolution was counted as work
+        already (:meth:`count_current_state`).
         """
-        sets = [self._after[p] for p in sorted(key)]
-        distinct = list({id(m): m for m in sets}.values())
+        distinct = self._distinct_after(key)
         if len(distinct) == 1:
             return distinct[0]
         shared = self.shared
@@ -257,10 +294,17 @@ class RoomState:
                     self._remember(shared.before, key, found)
             if found is not None:
                 shared.hits += 1
-                self.resolutions += 1
-                self.conflicted_events += found[1]
+                if count:
+                    self.resolutions += 1
+                    self.conflicted_events += found[1]
                 return found[0]
-        hit = self.resolve(distinct)
+        if count:
+            hit = self.resolve(distinct)
+        else:
+            hit = resolve_state(
+                self.algorithm, distinct, self.events, self.room_version,
+                compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
+            )
         if canonical:
             found = (hit, conflicted_size(distinct))
             self._remember(shared.before, key, found)
@@ -298,20 +342,60 @@ class RoomState:
 
     def current_state(self) -> dict[StateKey, str]:
         """Resolution of the states after the forward extremities."""
-        if self._current is None:
+        cur = self._current
+        if type(cur) is _Owed:
+            key = cur.key
+            cur = self._local(key)
+            if cur is None:  # dropped from the local memo meanwhile
+                cur = self._resolve_shared(key, count=False)
+            self._current = cur
+        elif cur is None:
             fwd = sorted(self.forward_extremities)
             if not fwd:
-                self._current = {}
+                cur = {}
             elif len(fwd) == 1:
-                self._current = self._after[fwd[0]]
+                cur = self._after[fwd[0]]
             else:
                 key = frozenset(fwd)
-                hit = self._before_memo.get(key)
-                if hit is None:
-                    hit = self._resolve_shared(key)
-                    self._remember_local(key, hit)
-                self._current = hit
-        return self._current
+                cur = self._local(key)
+                if cur is None:
+                    cur = self._resolve_shared(key)
+                    self._remember_local(key, cur)
+            self._current = cur
+        return cur
+
+    def count_current_state(self) -> None:
+        """Count the work of resolving the current state now, as
+        :meth:`current_state` would, but compute it only when it is read.
+
+        A server resolves its current state whenever it persists an event
+        (the work the processing model bills); the simulator needs the
+        answer only when something reads it. The counts, and the local
+        memo's contents and order, are exactly those of calling
+        :meth:`current_state` here."""
+        if self._current is not None:
+            return
+        fwd = self.forward_extremities
+        if len(fwd) < 2 or not self.auth_closed():
+            # Without every auth event held, events fetched later could
+            # enter the resolution: compute it now, with what is held now.
+            self.current_state()
+            return
+        key = frozenset(fwd)
+        hit = self._before_memo.get(key)
+        if hit is not None:
+            self._current = hit
+            return
+        distinct = self._distinct_after(key)
+        if len(distinct) == 1:
+            self._current = distinct[0]
+            self._remember_local(key, distinct[0])
+            return
+        self._count_resolution(distinct)
+        owed = _Owed(key)
+        self._remember_local(key, owed)
+        self._owed.add(key)
+        self._current = owed
 
     def _auth_state_from(self, event: Event, state: StateMapT) -> dict[StateKey, Event]:
         out: dict[StateKey, Event] = {}
@@ -352,6 +436,18 @@ class RoomState:
                 return Decision(REJECTED, "state_before", res.rule, res.reason)
         return _OK
 
+    def current_get(self, key: StateKey) -> str | None:
+        """``current_state().get(key)``, without resolving when every
+        forward extremity's state maps ``key`` to the same event (or none):
+        v2, v1 and the naive merge keep such an entry as it is."""
+        cur = self._current
+        if (cur is None or type(cur) is _Owed) and self.algorithm in _KEEPS_UNCONFLICTED \
+                and len(self.forward_extremities) > 1:
+            values = {self._after[f].get(key) for f in self.forward_extremities}
+            if len(values) == 1:
+                return values.pop()
+        return self.current_state().get(key)
+
     def _current_auth_state(self, event: Event) -> dict[StateKey, Event]:
         """``event``'s auth keys in the current state.
 
@@ -361,7 +457,8 @@ class RoomState:
         extremities their values are known without resolving: exact, and it
         spares a resolution per received event in busy rooms.
         """
-        if self._current is None and self.algorithm in _KEEPS_UNCONFLICTED and len(self.forward_extremities) > 1:
+        cur = self._current
+        if (cur is None or type(cur) is _Owed) and self.algorithm in _KEEPS_UNCONFLICTED and len(self.forward_extremities) > 1:
             sets = [self._after[f] for f in self.forward_extremities]
             first, rest = sets[0], sets[1:]
             state: dict[StateKey, str] = {}
@@ -456,6 +553,8 @@ class RoomState:
 
     def _store(self, event: Event, decision: Decision, before: StateMapT, backfilled: bool) -> None:
         eid = event.event_id
+        if decision.outcome == REJECTED and eid in self.events and (self._owed or type(self._current) is _Owed):
+            self._settle_owed()  # a held event (an outlier) becomes rejected
         self.graph.add(event, allow_missing=True)
         self._note_auth_gap(event)
         self.status[eid] = decision

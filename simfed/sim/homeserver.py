@@ -247,7 +247,7 @@ class Homeserver(FederationServing):
         room = self.rooms.get(room_id)
         if room is None:
             return False
-        eid = room.current_state().get(("m.room.member", user))
+        eid = room.current_get(("m.room.member", user))
         ev = room.events.get(eid) if eid else None
         return ev is not None and ev.membership == "join"
 
@@ -689,11 +689,12 @@ class Homeserver(FederationServing):
                    epoch: int) -> Decision | None:
         """Persisting as a unit of CPU work: skipped if the server crashed (or
         another path stored the event) while it waited; the current state is
-        recomputed, as Synapse does when it persists an event."""
+        recomputed, as Synapse does when it persists an event (counted as
+        work now, computed when read)."""
         if epoch != self._epoch or ev.event_id in room.status:
             return None
         d = room.add(ev, before=before, backfilled=backfilled)
-        room.current_state()
+        room.count_current_state()
         return d
 
     # -- joining a room through a resident server -------------------------------------------

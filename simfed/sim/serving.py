@@ -105,7 +105,7 @@ def _acl_of(ev: Event) -> ServerAcl:
 
 def room_acl(room: RoomState) -> ServerAcl | None:
     """The server ACL of the room's current state (None: no ACL, all allowed)."""
-    eid = room.current_state().get((ACL_EVENT_TYPE, ""))
+    eid = room.current_get((ACL_EVENT_TYPE, ""))
     ev = room.events.get(eid) if eid is not None else None
     return None if ev is None else _acl_of(ev)
 

@@ -2,8 +2,9 @@
 
 simfed computes content-pinned results once for all servers (a shared memo
 of states and decisions, complete auth chains, answers derived from one
-state map), memoises auth checks by content, and skips resolutions whose
-outcome is known (unconflicted auth keys). These tests run the same seeded,
+state map), memoises auth checks by content, skips resolutions whose
+outcome is known (unconflicted auth keys) and resolves a server's current
+state only when something reads it (the work is counted when it persists). These tests run the same seeded,
 conflict-heavy scenario with each shortcut turned off and demand identical
 observations. A malicious server in it makes honest servers reject events
 too, so shared rejections are covered. Each server keeps its own auth chain
@@ -52,6 +53,23 @@ def test_skipping_resolution_for_unconflicted_auth_keys_is_exact(monkeypatch, al
     fast = tables(sc)
     monkeypatch.setattr(room_module, "_KEEPS_UNCONFLICTED", frozenset())
     assert_same(fast, tables(sc))
+
+
+@pytest.mark.parametrize("algorithm", ["v2", "v1"])
+def test_resolving_current_state_only_when_read_is_exact(monkeypatch, algorithm):
+    sc = conflict_heavy(algorithm)
+    deferring = room_module.RoomState.count_current_state
+    deferred = []
+
+    def counted(self):
+        deferring(self)
+        deferred.append(type(self._current) is room_module._Owed)
+
+    monkeypatch.setattr(room_module.RoomState, "count_current_state", counted)
+    lazy = tables(sc)
+    monkeypatch.setattr(room_module.RoomState, "count_current_state", room_module.RoomState.current_state)
+    assert_same(lazy, tables(sc))
+    assert sum(deferred) > 50
 
 
 def test_sharing_results_between_servers_is_exact(monkeypatch):

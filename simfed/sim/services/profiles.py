@@ -41,7 +41,7 @@ def displayname_in_state(hs: "Homeserver", room_id: str, user: str) -> str | Non
     room = hs.rooms.get(room_id)
     if room is None:
         return None
-    eid = room.current_state().get(("m.room.member", user))
+    eid = room.current_get(("m.room.member", user))
     ev = room.events.get(eid) if eid else None
     if ev is None:
         return None
