@@ -112,7 +112,7 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only.
     MAX_RESOLUTIONS = 20_000
@@ -135,6 +135,9 @@ class SharedStateMemo:
         #: callers' answers derived from one state map's content, keyed by
         #: (purpose, the map's identity); the map is kept in the value
         self.of_state: "OrderedDict[tuple[str, int], tuple[Mapping, object]]" = OrderedDict()
+        #: conflicted events counted for a resolution of distinct state maps,
+        #: keyed by their identities (the maps are kept in the value)
+        self.conflicted: "OrderedDict[frozenset[int], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
 
 
 class RoomState:
@@ -306,7 +309,7 @@ class RoomState:
                 compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
             )
         if canonical:
-            found = (hit, conflicted_size(distinct))
+            found = (hit, self._conflicted_size(distinct))
             self._remember(shared.before, key, found)
             self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found))
         return hit
@@ -314,7 +317,22 @@ class RoomState:
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
         """Count one resolution and its conflicted events (work a server does)."""
         self.resolutions += 1
-        self.conflicted_events += conflicted_size(state_sets)
+        self.conflicted_events += self._conflicted_size(state_sets)
+
+    def _conflicted_size(self, state_sets: Sequence[StateMapT]) -> int:
+        """:func:`conflicted_size`, shared by the servers that resolve the
+        same state maps (the same objects, kept alive by the memo)."""
+        shared = self.shared
+        if shared is None:
+            return conflicted_size(state_sets)
+        key = frozenset(id(m) for m in state_sets)
+        memo = shared.conflicted
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = (tuple(state_sets), conflicted_size(state_sets))
+            if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
+                memo.popitem(last=False)
+        return hit[1]
 
     @staticmethod
     def _remember(memo: "OrderedDict", key: object, value: object) -> None:

@@ -270,10 +270,17 @@ class World:
             hit = self._checks[ev] = check_event(ev._pdu, self.scenario.simulation.room_version, self.keys, memo=True)
         return hit
 
+    #: state maps whose digest is kept (oldest dropped first): a cache,
+    #: bounded so that it does not keep every map ever sampled alive
+    MAX_DIGESTS = 4096
+
     def digest(self, state: dict) -> str:
-        hit = self._digests.get(id(state))
+        digests = self._digests
+        hit = digests.get(id(state))
         if hit is None or hit[0] is not state:
-            hit = self._digests[id(state)] = (state, state_digest(state))
+            hit = digests[id(state)] = (state, state_digest(state))
+            if len(digests) > self.MAX_DIGESTS:
+                del digests[next(iter(digests))]
         return hit[1]
 
     def honest_servers(self) -> list[str]:
