@@ -14,9 +14,8 @@ of the same prev set is computed once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
@@ -69,36 +68,6 @@ class _Owed:
 
 #: algorithms whose result keeps every unconflicted entry as it is
 _KEEPS_UNCONFLICTED = frozenset({"v2", "v1", "naive"})
-
-
-class _Lookup(MappingABC):
-    """DAG members and outliers of a graph as one read-only mapping."""
-
-    __slots__ = ("_a", "_b")
-
-    def __init__(self, graph: RoomGraph) -> None:
-        self._a = graph.events
-        self._b = graph.outliers
-
-    def __getitem__(self, k: str) -> Event:
-        ev = self._a.get(k)
-        if ev is None:
-            return self._b[k]
-        return ev
-
-    def get(self, k, default=None):
-        ev = self._a.get(k)
-        return ev if ev is not None else self._b.get(k, default)
-
-    def __contains__(self, k: object) -> bool:
-        return k in self._a or k in self._b
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._a
-        yield from self._b
-
-    def __len__(self) -> int:
-        return len(self._a) + len(self._b)
 
 
 class SharedStateMemo:
@@ -170,7 +139,8 @@ class RoomState:
             self.graph.auth_chains = auth_chains
         elif shared is not None:
             self.graph.auth_chains = AuthChainIndex(self.graph.get, shared=shared.chains, closed=self.auth_closed)
-        self.events = _Lookup(self.graph)
+        #: DAG members and outliers by ID (read-only)
+        self.events: Mapping[str, Event] = self.graph.held
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
         self._before_memo: "OrderedDict[frozenset[str], dict[StateKey, str] | _Owed]" = OrderedDict()
