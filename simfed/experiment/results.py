@@ -73,7 +73,7 @@ def plot_files(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
 
 #: Keys of ``summary.json`` that depend on the wall clock or the machine, not
 #: on the scenario: leave them out when comparing two runs.
-WALL_CLOCK_KEYS = ("wall_time_s", "sim_wall_time_s", "peak_rss_mb", "versions", "out_dir", "out_files")
+WALL_CLOCK_KEYS = ("wall_time_s", "sim_wall_time_s", "sim_cpu_time_s", "peak_rss_mb", "versions", "out_dir", "out_files")
 
 
 def format_ms(ms: Any) -> str:
