@@ -46,7 +46,7 @@ import simpy
 if TYPE_CHECKING:
     from .homeserver import Homeserver
 
-__all__ = ["CALIBRATED", "WORK", "CostTable", "Cpu", "cost_table", "work_done"]
+__all__ = ["CALIBRATED", "WORK", "CostTable", "Cores", "Cpu", "cost_table", "work_done"]
 
 #: The units of work a server's counters record, in the order of :func:`work_done`.
 WORK = ("signature_checks", "signed", "auth_checks", "resolutions", "conflicted_events", "db_writes",
@@ -79,6 +79,11 @@ class CostTable:
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
                 raise ValueError(f"CostTable.{f.name} = {v!r}: expected a number of ms >= 0")
+
+    def unit_costs(self) -> tuple[float, ...]:
+        """Milliseconds per unit of work, in the order of :data:`WORK`."""
+        return (self.signature_verify_ms + self.content_hash_ms, self.sign_ms, self.auth_check_ms,
+                self.resolution_ms, self.resolution_per_conflicted_ms, self.db_write_ms, self.request_ms)
 
     def cost_ms(self, delta: Mapping[str, float]) -> float:
         """CPU milliseconds for the work in ``delta`` (unit of work -> count, see :data:`WORK`)."""
@@ -150,6 +155,61 @@ def work_done(hs: "Homeserver") -> tuple[int, ...]:
 Proc = Generator[simpy.Event, Any, Any]
 
 
+class Cores:
+    """A server's cores: exactly the scheduling of ``simpy.Resource`` as
+    ``Cpu.run`` uses it (request, hold, release), with less machinery.
+
+    A request is an event that succeeds (is scheduled) when a core is free,
+    in request order; a release frees the core at once and lets the oldest
+    waiting request in when its release event is processed, as SimPy does.
+    With one core and nobody waiting that release event could do nothing
+    (every later request is let in at once, and its holder runs after the
+    release event), so it is not scheduled: an event with no effect left out
+    of the queue changes the order of no other event.
+    """
+
+    __slots__ = ("env", "capacity", "users", "waiting")
+
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+        self.env = env
+        self.capacity = capacity
+        self.users: list[simpy.Event] = []
+        self.waiting: list[simpy.Event] = []
+
+    @property
+    def count(self) -> int:
+        """Cores in use."""
+        return len(self.users)
+
+    def request(self) -> simpy.Event:
+        """An event that succeeds when a core is this request's."""
+        req = simpy.Event(self.env)
+        self.waiting.append(req)
+        self._admit(None)
+        return req
+
+    def _admit(self, _event: Any) -> None:
+        # SimPy's Resource looks at the oldest waiting request only
+        if self.waiting and len(self.users) < self.capacity:
+            req = self.waiting.pop(0)
+            self.users.append(req)
+            req.succeed()
+
+    def release(self, req: simpy.Event) -> None:
+        """Give back (or stop waiting for) the core of ``req``."""
+        if not req.triggered:
+            self.waiting.remove(req)
+        try:
+            self.users.remove(req)
+        except ValueError:
+            pass
+        if self.capacity == 1 and not self.waiting:
+            return
+        done = simpy.Event(self.env)
+        done.callbacks.append(self._admit)  # type: ignore[union-attr]
+        done.succeed()
+
+
 class Cpu:
     """A server's cores; charges the work done since its last charge.
 
@@ -163,22 +223,31 @@ class Cpu:
             raise ValueError(f"servers.cpu_cores = {cores!r}: expected an integer >= 1")
         self.env = env
         self.costs = costs
-        self.cores = simpy.Resource(env, capacity=cores)
+        self.cores = Cores(env, cores)
         self._work = work
         self._charged = work()
+        self._unit_ms = costs.unit_costs()
         self.busy_ms = 0.0
 
     def _bill(self) -> float:
         now = self._work()
-        delta = {k: n - b for k, n, b in zip(WORK, now, self._charged) if n != b}
+        before = self._charged
+        if now == before:
+            return 0.0
         self._charged = now
-        return self.costs.cost_ms(delta) if delta else 0.0
+        cost = 0.0
+        for n, b, ms in zip(now, before, self._unit_ms):
+            if n != b:
+                cost += (n - b) * ms
+        return cost
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Proc:
         """Wait for a core, call ``fn(*args)``, hold the core for the cost of
         the work done since the last charge; returns what ``fn`` returned
         (an exception from ``fn`` is raised after the hold)."""
-        with self.cores.request() as req:
+        cores = self.cores
+        req = cores.request()
+        try:
             yield req
             value = error = None
             try:
@@ -189,6 +258,14 @@ class Cpu:
             if cost > 0:
                 self.busy_ms += cost
                 yield self.env.timeout(cost)
+        except GeneratorExit:  # a process dropped unfinished keeps its core, as with SimPy's Resource
+            if not req.triggered:
+                cores.waiting.remove(req)
+            raise
+        except BaseException:
+            cores.release(req)
+            raise
+        cores.release(req)
         if error is not None:
             raise error
         return value

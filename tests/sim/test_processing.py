@@ -205,3 +205,55 @@ def test_calibrated_costs_take_time_and_bigger_rooms_pay_more():
         slow, _ = mean_and_busy(n, {"db_write": "25ms"})
         added[n] = slow - base
     assert added[12] > 2 * added[3]
+
+
+# -- Cores: SimPy's Resource, exactly ------------------------------------------------------
+
+
+def _trace(cores_factory, capacity: int, seed: int) -> list[tuple]:
+    """Who gets a core when, and in which order, among same-time bystanders
+    (integer times make ties common)."""
+    import random
+
+    rnd = random.Random(seed)
+    env = simpy.Environment()
+    cores = cores_factory(env, capacity)
+    log: list[tuple] = []
+
+    def user(i: int, start: int, hold: int):
+        yield env.timeout(start)
+        if isinstance(cores, simpy.Resource):
+            with cores.request() as req:
+                yield req
+                log.append((env.now, i, "got"))
+                if hold:
+                    yield env.timeout(hold)
+        else:
+            req = cores.request()
+            yield req
+            log.append((env.now, i, "got"))
+            if hold:
+                yield env.timeout(hold)
+            cores.release(req)
+        log.append((env.now, i, "released"))
+        yield env.timeout(0)
+        log.append((env.now, i, "after"))
+
+    def bystander(j: int, t: int):
+        yield env.timeout(t)
+        log.append((env.now, f"b{j}"))
+
+    for i in range(60):
+        env.process(user(i, rnd.randrange(20), rnd.choice((0, 0, 1, 2, 3))))
+    for j in range(30):
+        env.process(bystander(j, rnd.randrange(25)))
+    env.run()
+    return log
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3])
+def test_cores_schedule_exactly_as_simpy_resource(capacity):
+    from simfed.sim.processing import Cores
+
+    for seed in range(20):
+        assert _trace(Cores, capacity, seed) == _trace(simpy.Resource, capacity, seed)
