@@ -307,7 +307,8 @@ class Network:
         serialization = size_bytes * self._ms_per_byte[src]
         end = start + serialization
         self._free_at[src] = end
-        lat_rng, loss_rng = self.link_rngs(src, dst)
+        pair = self._link_rngs.get((src, dst))
+        lat_rng, loss_rng = pair if pair is not None else self.link_rngs(src, dst)
         arrival = end + self._latency.sample(src, dst, lat_rng)
         if self._lossy and self._loss.drops(src, dst, loss_rng):
             if obs is not None:
