@@ -408,10 +408,14 @@ class FederationSender:
                 if not q.pdus and not q.edus:
                     return
                 n = min(len(q.pdus), cfg.max_pdus_per_txn)
-                batch = [q.pdus[i] for i in range(n)]
-                edus = self._pop_edus(q)
-                ok = yield from self._attempt(destination, q, [b[0] for b in batch], edus,
-                                              sum(b[2] for b in batch), epoch)
+                if n == 1:
+                    batch = [q.pdus[0]]
+                    pdus, pdu_bytes = [batch[0][0]], batch[0][2]
+                else:
+                    batch = [q.pdus[i] for i in range(n)]
+                    pdus, pdu_bytes = [b[0] for b in batch], sum(b[2] for b in batch)
+                edus = self._pop_edus(q) if q.edus else []
+                ok = yield from self._attempt(destination, q, pdus, edus, pdu_bytes, epoch)
                 if not ok:
                     return
                 dirty = self._persist(destination).dirty
@@ -503,8 +507,9 @@ class FederationSender:
                 p.failed_attempts = 0
                 if pdus:
                     p.last_sent = pdus[-1]
-                self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
-                                                   "tries": k + 1, "catchup": catchup})
+                if self._observer is not None:
+                    self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
+                                                       "tries": k + 1, "catchup": catchup})
                 return True
             self._persist(destination).failed_attempts += 1
             if not _retryable(res):
