@@ -14,7 +14,8 @@ originates at a server (round robin, at spaced times) and is forwarded to the
 49 others, each copy through a latency timeout whose callback puts it into
 the receiver's store, where the receiver's process takes it (a delivery).
 The number of events is chosen so the deliveries match simfed's. Same
-process, same run, CPU time; the ratio is the figure.
+process, same run, CPU time (the floor: median of 5 runs); the ratio is the
+figure.
 
 The breakdown comes from a second, profiled run (cProfile): own time grouped
 by layer (the file a function is in; the time of C builtins is charged to
@@ -24,6 +25,7 @@ per delivery scaled to the unprofiled CPU time.
     python benchmarks/floor.py                    # 50 servers, rate 3
     python benchmarks/floor.py --servers 100 --rate 1
     python benchmarks/floor.py --no-profile       # ratio only
+    python benchmarks/floor.py --repeats 3        # median of 3 simfed runs
     python benchmarks/floor.py --quick            # 10 servers, seconds
 """
 
@@ -47,6 +49,8 @@ from simfed.experiment.runner import run_scenario  # noqa: E402
 from simfed.experiment.scenario import load_scenario  # noqa: E402
 
 GOAL = 0.3
+#: the floor is short: the median of this many runs
+FLOOR_REPEATS = 5
 SCENARIO = REPO / "scenarios" / "big-room.toml"
 
 #: (path fragment, layer), first match wins
@@ -162,13 +166,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", type=int, default=50)
     ap.add_argument("--rate", type=float, default=3.0, help="workload.messages_per_user_per_minute")
+    ap.add_argument("--repeats", type=int, default=1, help="simfed runs (the median counts)")
     ap.add_argument("--no-profile", action="store_true", help="skip the profiled run (the breakdown)")
     ap.add_argument("--quick", action="store_true", help="10 servers, rate 3")
     args = ap.parse_args()
     servers = 10 if args.quick else args.servers
     run_simfed(4, 1.0)  # warm imports and caches
-    deliveries, cpu = run_simfed(servers, args.rate)
-    floor_n, floor_cpu = bare_floor(servers, deliveries)
+    runs = sorted(run_simfed(servers, args.rate) for _ in range(max(1, args.repeats)))
+    deliveries, cpu = runs[len(runs) // 2]
+    floors = sorted(bare_floor(servers, deliveries) for _ in range(FLOOR_REPEATS))
+    floor_n, floor_cpu = floors[FLOOR_REPEATS // 2]
     rate, floor_rate = deliveries / cpu, floor_n / floor_cpu
     print(f"scenario: big-room.toml, servers.count={servers}, "
           f"workload.messages_per_user_per_minute={args.rate}")
