@@ -42,6 +42,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping
 
 import simpy
+from simpy.events import URGENT
 
 if TYPE_CHECKING:
     from .homeserver import Homeserver
@@ -270,11 +271,62 @@ class Cpu:
             raise error
         return value
 
-    def charge(self) -> simpy.Process:
-        """A process that charges the work done so far on a core (for work
+    def start(self, fn: Callable[..., Any], *args: Any) -> simpy.Event:
+        """``env.process(self.run(fn, *args))`` without a generator: an event
+        with ``run``'s outcome, reached through exactly the same scheduled
+        events (a start at URGENT priority, the core, the hold, the end), so
+        the run's order of events is unchanged."""
+        return _Job(self, fn, args).done
+
+    def charge(self) -> simpy.Event:
+        """An event that charges the work done so far on a core (for work
         done synchronously, e.g. creating an event); callbacks on it run
         when the charge ends."""
-        return self.env.process(self.run(_nothing))
+        return self.start(_nothing)
+
+
+class _Job:
+    """One ``Cpu.start``: the steps of ``Cpu.run`` chained by callbacks."""
+
+    __slots__ = ("cpu", "fn", "args", "req", "value", "error", "done")
+
+    def __init__(self, cpu: Cpu, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.cpu = cpu
+        self.fn = fn
+        self.args = args
+        self.value: Any = None
+        self.error: BaseException | None = None
+        env = cpu.env
+        self.done = simpy.Event(env)
+        begin = simpy.Event(env)  # what env.process schedules first (SimPy's Initialize)
+        begin.callbacks.append(self._begin)  # type: ignore[union-attr]
+        begin._ok = True
+        begin._value = None
+        env.schedule(begin, URGENT)
+
+    def _begin(self, _event: simpy.Event) -> None:
+        self.req = self.cpu.cores.request()
+        self.req.callbacks.append(self._work)  # type: ignore[union-attr]
+
+    def _work(self, _event: simpy.Event) -> None:
+        cpu = self.cpu
+        try:
+            self.value = self.fn(*self.args)
+        except Exception as exc:  # failed once the work is paid for
+            self.error = exc
+        cost = cpu._bill()
+        if cost > 0:
+            cpu.busy_ms += cost
+            cpu.env.timeout(cost).callbacks.append(self._end)
+        else:
+            self._end(None)
+
+    def _end(self, _event: simpy.Event | None) -> None:
+        self.cpu.cores.release(self.req)
+        if self.error is not None:
+            self.done.fail(self.error)
+        else:
+            self.done.succeed(self.value)
 
 
 def _nothing() -> None:
