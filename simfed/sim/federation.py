@@ -60,6 +60,7 @@ from typing import Any, Callable, Generator, Mapping, Protocol, Sequence
 import numpy as np
 import simpy
 
+from .detached import detached
 from .transport import RequestFailed, Response, Transport
 
 __all__ = [
@@ -345,7 +346,7 @@ class FederationSender:
             self._not_retrying(destination)
             return
         q.running = True
-        self.env.process(self._loop(destination, q, self._epoch))
+        detached(self.env, self._loop(destination, q, self._epoch))
 
     def _not_retrying(self, destination: str) -> None:
         """A send was due while backing off (Synapse's NotRetryingDestination)."""
@@ -367,7 +368,7 @@ class FederationSender:
     def _start_sweep(self, first_delay_ms: float) -> None:
         if not self._sweeping:
             self._sweeping = True
-            self.env.process(self._sweep(first_delay_ms, self._epoch))
+            detached(self.env, self._sweep(first_delay_ms, self._epoch))
 
     def _stalled(self, q: _Queue) -> bool:
         return not q.running and bool(q.pdus or q.edus or q.catching_up)
