@@ -65,6 +65,7 @@ LAYERS = (
     ("simfed/sim/serving.py", "serving + defences"),
     ("simfed/sim/defences", "serving + defences"),
     ("simfed/sim/processing.py", "processing (CPU model)"),
+    ("simfed/sim/detached.py", "simpy (and simfed's process driver)"),
     ("simfed/sim/homeserver.py", "homeserver"),
     ("simfed/sim/", "sim other (world, workload, fanout, ...)"),
     ("simfed/metrics/", "metrics recorder"),
@@ -72,7 +73,7 @@ LAYERS = (
     ("simfed/protocol/auth", "auth rules + chains"),
     ("simfed/protocol/room.py", "room state"),
     ("simfed/protocol/", "protocol other (events, checks, dag)"),
-    ("simpy/", "simpy"),
+    ("simpy/", "simpy (and simfed's process driver)"),
 )
 
 
