@@ -490,7 +490,7 @@ class FederationSender:
             "edus": [e[0]() if callable(e[0]) else e[0] for e in edus],
         }
         size = cfg.txn_overhead_bytes + pdu_bytes + sum(e[1] for e in edus)
-        res: Response | RequestFailed = RequestFailed("connection")
+        res: Response | RequestFailed = _NOT_SENT
         for k in range(cfg.max_retries + 1):
             if k:
                 yield env.timeout(cfg.retry_delay_ms(k, self._rng.random()))
@@ -530,6 +530,10 @@ class FederationSender:
             self._start_catching_up(destination, q)
         self._start_sweep(cfg.catchup_sweep_ms)
         return False
+
+
+#: what an attempt that sent nothing got (its loop runs at least once)
+_NOT_SENT = RequestFailed("connection")
 
 
 def _size_of(item: Any, size_bytes: int | None, default: int | None) -> int:

@@ -185,8 +185,12 @@ class Cores:
     def request(self) -> simpy.Event:
         """An event that succeeds when a core is this request's."""
         req = simpy.Event(self.env)
-        self.waiting.append(req)
-        self._admit(None)
+        if not self.waiting and len(self.users) < self.capacity:
+            self.users.append(req)
+            req.succeed()
+        else:
+            self.waiting.append(req)
+            self._admit(None)
         return req
 
     def _admit(self, _event: Any) -> None:
