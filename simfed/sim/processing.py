@@ -2,10 +2,10 @@
 
 Without this model, signature checks, authorisation, state resolution and
 persistence take no simulated time, so convergence is a network-only lower
-bound. With it, every server has a CPU (a SimPy ``Resource`` with
-``servers.cpu_cores`` slots; Synapse's main process is one Python process
-holding the GIL, hence 1 by default) and the work it does is charged from
-the counters the code already keeps:
+bound. With it, every server has a CPU (:class:`Cores`, scheduled as a
+SimPy ``Resource`` with ``servers.cpu_cores`` slots; Synapse's main process
+is one Python process holding the GIL, hence 1 by default) and the work it
+does is charged from the counters the code already keeps:
 
 ==========================  ====================================  =====================
 unit of work                counted where                         cost
