@@ -60,6 +60,7 @@ from typing import Any, Callable, Generator, Mapping, Protocol, Sequence
 import numpy as np
 import simpy
 
+from .detached import detached
 from .transport import RequestFailed, Response, Transport
 
 __all__ = [
@@ -345,7 +346,7 @@ class FederationSender:
             self._not_retrying(destination)
             return
         q.running = True
-        self.env.process(self._loop(destination, q, self._epoch))
+        detached(self.env, self._loop(destination, q, self._epoch))
 
     def _not_retrying(self, destination: str) -> None:
         """A send was due while backing off (Synapse's NotRetryingDestination)."""
@@ -367,7 +368,7 @@ class FederationSender:
     def _start_sweep(self, first_delay_ms: float) -> None:
         if not self._sweeping:
             self._sweeping = True
-            self.env.process(self._sweep(first_delay_ms, self._epoch))
+            detached(self.env, self._sweep(first_delay_ms, self._epoch))
 
     def _stalled(self, q: _Queue) -> bool:
         return not q.running and bool(q.pdus or q.edus or q.catching_up)
@@ -408,10 +409,14 @@ class FederationSender:
                 if not q.pdus and not q.edus:
                     return
                 n = min(len(q.pdus), cfg.max_pdus_per_txn)
-                batch = [q.pdus[i] for i in range(n)]
-                edus = self._pop_edus(q)
-                ok = yield from self._attempt(destination, q, [b[0] for b in batch], edus,
-                                              sum(b[2] for b in batch), epoch)
+                if n == 1:
+                    batch = [q.pdus[0]]
+                    pdus, pdu_bytes = [batch[0][0]], batch[0][2]
+                else:
+                    batch = [q.pdus[i] for i in range(n)]
+                    pdus, pdu_bytes = [b[0] for b in batch], sum(b[2] for b in batch)
+                edus = self._pop_edus(q) if q.edus else []
+                ok = yield from self._attempt(destination, q, pdus, edus, pdu_bytes, epoch)
                 if not ok:
                     return
                 dirty = self._persist(destination).dirty
@@ -485,7 +490,7 @@ class FederationSender:
             "edus": [e[0]() if callable(e[0]) else e[0] for e in edus],
         }
         size = cfg.txn_overhead_bytes + pdu_bytes + sum(e[1] for e in edus)
-        res: Response | RequestFailed = RequestFailed("connection")
+        res: Response | RequestFailed = _NOT_SENT
         for k in range(cfg.max_retries + 1):
             if k:
                 yield env.timeout(cfg.retry_delay_ms(k, self._rng.random()))
@@ -503,8 +508,9 @@ class FederationSender:
                 p.failed_attempts = 0
                 if pdus:
                     p.last_sent = pdus[-1]
-                self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
-                                                   "tries": k + 1, "catchup": catchup})
+                if self._observer is not None:
+                    self._emit(destination, "txn_ok", {"txn_id": txn_id, "pdus": len(pdus), "edus": len(edus),
+                                                       "tries": k + 1, "catchup": catchup})
                 return True
             self._persist(destination).failed_attempts += 1
             if not _retryable(res):
@@ -524,6 +530,10 @@ class FederationSender:
             self._start_catching_up(destination, q)
         self._start_sweep(cfg.catchup_sweep_ms)
         return False
+
+
+#: what an attempt that sent nothing got (its loop runs at least once)
+_NOT_SENT = RequestFailed("connection")
 
 
 def _size_of(item: Any, size_bytes: int | None, default: int | None) -> int:

@@ -60,6 +60,7 @@ from ..protocol.room import Decision
 from .answers import BadAnswer, backfill_events, fetched_events, send_join_problem, state_map_ids
 from .defences_answers import check_answer
 from .federation import FederationSender
+from .detached import detached
 from .processing import Cpu
 from .serving import DEPTH_CAP, ID_BYTES, OVERHEAD_BYTES, FederationServing, check_request
 from .transport import MatrixError, RequestFailed, Response
@@ -448,7 +449,7 @@ class Homeserver(FederationServing):
         self._inbox.setdefault(rid, deque()).append((ev, origin, via))
         if rid not in self._busy:
             self._busy.add(rid)
-            self.env.process(self._room_worker(rid, self._epoch))
+            detached(self.env, self._room_worker(rid, self._epoch))
 
     def _room_worker(self, room_id: str, epoch: int) -> Proc:
         q = self._inbox[room_id]

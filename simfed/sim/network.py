@@ -307,7 +307,8 @@ class Network:
         serialization = size_bytes * self._ms_per_byte[src]
         end = start + serialization
         self._free_at[src] = end
-        lat_rng, loss_rng = self.link_rngs(src, dst)
+        pair = self._link_rngs.get((src, dst))
+        lat_rng, loss_rng = pair if pair is not None else self.link_rngs(src, dst)
         arrival = end + self._latency.sample(src, dst, lat_rng)
         if self._lossy and self._loss.drops(src, dst, loss_rng):
             if obs is not None:
@@ -321,17 +322,20 @@ class Network:
             if tr.failed:
                 t_fail = end + tr.delay_ms
                 self.env.timeout(t_fail - now).callbacks.append(
-                    lambda _ev: self._fail(now, kind, src, dst, size_bytes, retrans, on_fail))
+                    self._failure(now, kind, src, dst, size_bytes, retrans, on_fail))
                 return
             arrival += tr.delay_ms
             if not reply:
                 tcp.used(src, dst, arrival)
             elif tcp.connected(dst, src, now):  # a reply on an aborted connection does not revive it
                 tcp.used(dst, src, arrival)
-        ev = self.env.timeout(arrival - now)
-        ev.callbacks.append(
-            lambda _ev: self._arrive(now, kind, src, dst, size_bytes, payload, deliver, retrans)
-        )
+        self.env.timeout(arrival - now).callbacks.append(
+            _InFlight(self, now, kind, src, dst, size_bytes, payload, deliver, retrans).arrive)
+
+    def _failure(self, t_sent: float, kind: str, src: str, dst: str, size_bytes: int, retrans: int,
+                 on_fail: Callable[[], None] | None) -> Callable[[Any], None]:
+        """The callback of a message's failure timer."""
+        return lambda _ev: self._fail(t_sent, kind, src, dst, size_bytes, retrans, on_fail)
 
     def _fail(self, t_sent: float, kind: str, src: str, dst: str, size_bytes: int, retrans: int,
               on_fail: Callable[[], None] | None) -> None:
@@ -370,3 +374,25 @@ class Network:
                             retransmissions=retrans)
         if reason is None:
             deliver(payload)
+
+
+class _InFlight:
+    """A message on the wire: ``arrive`` is its arrival timer's callback."""
+
+    __slots__ = ("net", "t_sent", "kind", "src", "dst", "size_bytes", "payload", "deliver", "retrans")
+
+    def __init__(self, net: Network, t_sent: float, kind: str, src: str, dst: str, size_bytes: int,
+                 payload: Any, deliver: Callable[[Any], None], retrans: int) -> None:
+        self.net = net
+        self.t_sent = t_sent
+        self.kind = kind
+        self.src = src
+        self.dst = dst
+        self.size_bytes = size_bytes
+        self.payload = payload
+        self.deliver = deliver
+        self.retrans = retrans
+
+    def arrive(self, _event: Any) -> None:
+        self.net._arrive(self.t_sent, self.kind, self.src, self.dst, self.size_bytes, self.payload,
+                         self.deliver, self.retrans)

@@ -2,10 +2,10 @@
 
 Without this model, signature checks, authorisation, state resolution and
 persistence take no simulated time, so convergence is a network-only lower
-bound. With it, every server has a CPU (a SimPy ``Resource`` with
-``servers.cpu_cores`` slots; Synapse's main process is one Python process
-holding the GIL, hence 1 by default) and the work it does is charged from
-the counters the code already keeps:
+bound. With it, every server has a CPU (:class:`Cores`, scheduled as a
+SimPy ``Resource`` with ``servers.cpu_cores`` slots; Synapse's main process
+is one Python process holding the GIL, hence 1 by default) and the work it
+does is charged from the counters the code already keeps:
 
 ==========================  ====================================  =====================
 unit of work                counted where                         cost
@@ -42,11 +42,12 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping
 
 import simpy
+from simpy.events import URGENT
 
 if TYPE_CHECKING:
     from .homeserver import Homeserver
 
-__all__ = ["CALIBRATED", "WORK", "CostTable", "Cpu", "cost_table", "work_done"]
+__all__ = ["CALIBRATED", "WORK", "CostTable", "Cores", "Cpu", "cost_table", "work_done"]
 
 #: The units of work a server's counters record, in the order of :func:`work_done`.
 WORK = ("signature_checks", "signed", "auth_checks", "resolutions", "conflicted_events", "db_writes",
@@ -79,6 +80,11 @@ class CostTable:
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
                 raise ValueError(f"CostTable.{f.name} = {v!r}: expected a number of ms >= 0")
+
+    def unit_costs(self) -> tuple[float, ...]:
+        """Milliseconds per unit of work, in the order of :data:`WORK`."""
+        return (self.signature_verify_ms + self.content_hash_ms, self.sign_ms, self.auth_check_ms,
+                self.resolution_ms, self.resolution_per_conflicted_ms, self.db_write_ms, self.request_ms)
 
     def cost_ms(self, delta: Mapping[str, float]) -> float:
         """CPU milliseconds for the work in ``delta`` (unit of work -> count, see :data:`WORK`)."""
@@ -150,6 +156,65 @@ def work_done(hs: "Homeserver") -> tuple[int, ...]:
 Proc = Generator[simpy.Event, Any, Any]
 
 
+class Cores:
+    """A server's cores: exactly the scheduling of ``simpy.Resource`` as
+    ``Cpu.run`` uses it (request, hold, release), with less machinery.
+
+    A request is an event that succeeds (is scheduled) when a core is free,
+    in request order; a release frees the core at once and lets the oldest
+    waiting request in when its release event is processed, as SimPy does.
+    With one core and nobody waiting that release event could do nothing
+    (every later request is let in at once, and its holder runs after the
+    release event), so it is not scheduled: an event with no effect left out
+    of the queue changes the order of no other event.
+    """
+
+    __slots__ = ("env", "capacity", "users", "waiting")
+
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+        self.env = env
+        self.capacity = capacity
+        self.users: list[simpy.Event] = []
+        self.waiting: list[simpy.Event] = []
+
+    @property
+    def count(self) -> int:
+        """Cores in use."""
+        return len(self.users)
+
+    def request(self) -> simpy.Event:
+        """An event that succeeds when a core is this request's."""
+        req = simpy.Event(self.env)
+        if not self.waiting and len(self.users) < self.capacity:
+            self.users.append(req)
+            req.succeed()
+        else:
+            self.waiting.append(req)
+            self._admit(None)
+        return req
+
+    def _admit(self, _event: Any) -> None:
+        # SimPy's Resource looks at the oldest waiting request only
+        if self.waiting and len(self.users) < self.capacity:
+            req = self.waiting.pop(0)
+            self.users.append(req)
+            req.succeed()
+
+    def release(self, req: simpy.Event) -> None:
+        """Give back (or stop waiting for) the core of ``req``."""
+        if not req.triggered:
+            self.waiting.remove(req)
+        try:
+            self.users.remove(req)
+        except ValueError:
+            pass
+        if self.capacity == 1 and not self.waiting:
+            return
+        done = simpy.Event(self.env)
+        done.callbacks.append(self._admit)  # type: ignore[union-attr]
+        done.succeed()
+
+
 class Cpu:
     """A server's cores; charges the work done since its last charge.
 
@@ -163,22 +228,31 @@ class Cpu:
             raise ValueError(f"servers.cpu_cores = {cores!r}: expected an integer >= 1")
         self.env = env
         self.costs = costs
-        self.cores = simpy.Resource(env, capacity=cores)
+        self.cores = Cores(env, cores)
         self._work = work
         self._charged = work()
+        self._unit_ms = costs.unit_costs()
         self.busy_ms = 0.0
 
     def _bill(self) -> float:
         now = self._work()
-        delta = {k: n - b for k, n, b in zip(WORK, now, self._charged) if n != b}
+        before = self._charged
+        if now == before:
+            return 0.0
         self._charged = now
-        return self.costs.cost_ms(delta) if delta else 0.0
+        cost = 0.0
+        for n, b, ms in zip(now, before, self._unit_ms):
+            if n != b:
+                cost += (n - b) * ms
+        return cost
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Proc:
         """Wait for a core, call ``fn(*args)``, hold the core for the cost of
         the work done since the last charge; returns what ``fn`` returned
         (an exception from ``fn`` is raised after the hold)."""
-        with self.cores.request() as req:
+        cores = self.cores
+        req = cores.request()
+        try:
             yield req
             value = error = None
             try:
@@ -189,15 +263,74 @@ class Cpu:
             if cost > 0:
                 self.busy_ms += cost
                 yield self.env.timeout(cost)
+        except GeneratorExit:  # a process dropped unfinished keeps its core, as with SimPy's Resource
+            if not req.triggered:
+                cores.waiting.remove(req)
+            raise
+        except BaseException:
+            cores.release(req)
+            raise
+        cores.release(req)
         if error is not None:
             raise error
         return value
 
-    def charge(self) -> simpy.Process:
-        """A process that charges the work done so far on a core (for work
+    def start(self, fn: Callable[..., Any], *args: Any) -> simpy.Event:
+        """``env.process(self.run(fn, *args))`` without a generator: an event
+        with ``run``'s outcome, reached through exactly the same scheduled
+        events (a start at URGENT priority, the core, the hold, the end), so
+        the run's order of events is unchanged."""
+        return _Job(self, fn, args).done
+
+    def charge(self) -> simpy.Event:
+        """An event that charges the work done so far on a core (for work
         done synchronously, e.g. creating an event); callbacks on it run
         when the charge ends."""
-        return self.env.process(self.run(_nothing))
+        return self.start(_nothing)
+
+
+class _Job:
+    """One ``Cpu.start``: the steps of ``Cpu.run`` chained by callbacks."""
+
+    __slots__ = ("cpu", "fn", "args", "req", "value", "error", "done")
+
+    def __init__(self, cpu: Cpu, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.cpu = cpu
+        self.fn = fn
+        self.args = args
+        self.value: Any = None
+        self.error: BaseException | None = None
+        env = cpu.env
+        self.done = simpy.Event(env)
+        begin = simpy.Event(env)  # what env.process schedules first (SimPy's Initialize)
+        begin.callbacks.append(self._begin)  # type: ignore[union-attr]
+        begin._ok = True
+        begin._value = None
+        env.schedule(begin, URGENT)
+
+    def _begin(self, _event: simpy.Event) -> None:
+        self.req = self.cpu.cores.request()
+        self.req.callbacks.append(self._work)  # type: ignore[union-attr]
+
+    def _work(self, _event: simpy.Event) -> None:
+        cpu = self.cpu
+        try:
+            self.value = self.fn(*self.args)
+        except Exception as exc:  # failed once the work is paid for
+            self.error = exc
+        cost = cpu._bill()
+        if cost > 0:
+            cpu.busy_ms += cost
+            cpu.env.timeout(cost).callbacks.append(self._end)
+        else:
+            self._end(None)
+
+    def _end(self, _event: simpy.Event | None) -> None:
+        self.cpu.cores.release(self.req)
+        if self.error is not None:
+            self.done.fail(self.error)
+        else:
+            self.done.succeed(self.value)
 
 
 def _nothing() -> None:

@@ -153,10 +153,10 @@ class FederationServing:
         processing.callbacks.append(lambda _e: self._active_txns.pop(origin, None))
 
     def _serve_on_cpu(self, kind: str, handler: Any, origin: str, body: dict) -> simpy.Event:
-        """Answer on the CPU (``cpu.run``): linearized per (origin, room) for
+        """Answer on the CPU (``cpu.start``): linearized per (origin, room) for
         ``LINEARIZED_KINDS``; a transaction marks its origin busy until done."""
-        def serve() -> simpy.Process:
-            return self.env.process(self.cpu.run(self._serve_if_up, handler, origin, body, self._epoch))
+        def serve() -> simpy.Event:
+            return self.cpu.start(self._serve_if_up, handler, origin, body, self._epoch)
 
         out = self._linearized((origin, body["room_id"]), serve) if kind in LINEARIZED_KINDS else serve()
         if kind == "transaction":

@@ -217,6 +217,10 @@ class TcpModel:
         """(delay, retransmissions, failed) of one data segment src -> dst."""
         if not self._lossy or not self.loss.drops(src, dst, rng):
             return 0.0, 0, False
+        return self._after_loss(src, dst, rto, rng)
+
+    def _after_loss(self, src: str, dst: str, rto: float, rng: np.random.Generator) -> tuple[float, int, bool]:
+        """(delay, retransmissions, failed) of a segment whose first transmission was lost."""
         p = self.params
         delay = 0.0
         losses = 0
@@ -259,27 +263,44 @@ class TcpModel:
         """The cost of one message; a request (``reply`` False) opens a
         connection when it has none. Records the connection's use."""
         p = self.params
-        rtt = self._rtt(src, dst)
-        rto = self.rto_ms(rtt)
+        rtt = rto = -1.0  # the link's RTT and RTO, looked up when needed
         delay = 0.0
         retrans = 0
         opened = False
         if not reply and not self.connected(src, dst, now):
             opened = True
+            rtt = self._rtt(src, dst)
+            rto = self.rto_ms(rtt)
             delay, retrans, failed = self._handshake(src, dst, rtt, rto, rng)
             if failed:
                 self.close(src, dst)
                 return Transfer(delay, retrans, True, True)
-        for _ in range(max(1, -(-size_bytes // p.mss))):
-            d, k, failed = self._segment(src, dst, rto, rng)
-            delay += d
-            retrans += k
-            if failed:
-                self.close(*((dst, src) if reply else (src, dst)))
-                return Transfer(delay, retrans, True, opened)
-        if p.mathis and rtt > 0:
-            rate = loss_rate(self.loss)
-            if rate > 0:
-                bytes_per_ms = p.mss * MATHIS_C / (rtt * math.sqrt(rate))
-                delay += max(0.0, size_bytes / bytes_per_ms - serialization_ms)
+        if self._lossy:
+            drops = self.loss.drops
+            for _ in range(max(1, -(-size_bytes // p.mss))):
+                if not drops(src, dst, rng):
+                    continue
+                if rto < 0:
+                    rtt = self._rtt(src, dst)
+                    rto = self.rto_ms(rtt)
+                d, k, failed = self._after_loss(src, dst, rto, rng)
+                delay += d
+                retrans += k
+                if failed:
+                    self.close(*((dst, src) if reply else (src, dst)))
+                    return Transfer(delay, retrans, True, opened)
+        if p.mathis:
+            if rtt < 0:
+                rtt = self._rtt(src, dst)
+            if rtt > 0:
+                rate = loss_rate(self.loss)
+                if rate > 0:
+                    bytes_per_ms = p.mss * MATHIS_C / (rtt * math.sqrt(rate))
+                    delay += max(0.0, size_bytes / bytes_per_ms - serialization_ms)
+        if not retrans and not opened and delay == 0.0:
+            return _UNHINDERED
         return Transfer(delay, retrans, False, opened)
+
+
+#: what TCP does to most messages: nothing (no handshake, no loss)
+_UNHINDERED = Transfer(0.0, 0, False, False)

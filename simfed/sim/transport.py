@@ -171,14 +171,15 @@ Handler = Callable[[str, str, Any], "Response | simpy.Event"]
 class _Call:
     """One outstanding request; settles ``result`` once (reply or timeout)."""
 
-    __slots__ = ("src", "dst", "kind", "body", "result")
+    __slots__ = ("src", "dst", "kind", "body", "result", "network")
 
-    def __init__(self, src: str, dst: str, kind: str, body: Any, result: simpy.Event) -> None:
+    def __init__(self, src: str, dst: str, kind: str, body: Any, result: simpy.Event, network: Network) -> None:
         self.src = src
         self.dst = dst
         self.kind = kind
         self.body = body
         self.result = result
+        self.network = network
 
     def settle(self, value: Response | RequestFailed) -> None:
         if not self.result.triggered:
@@ -186,6 +187,12 @@ class _Call:
 
     def on_connection_error(self) -> None:
         self.settle(RequestFailed("connection"))
+
+    def expire(self, _event: Any) -> None:
+        """The timeout: no response in time, the connection is closed."""
+        if not self.result.triggered:
+            self.settle(RequestFailed("timeout"))
+            self.network.close_connection(self.src, self.dst)
 
 
 class Transport:
@@ -243,20 +250,15 @@ class Transport:
         """
         env = self.env
         result = env.event()
-        call = _Call(src, dst, kind, body, result)
+        call = _Call(src, dst, kind, body, result, self.network)
         if not self.network.is_up(src):
             self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind)
             result.succeed(RequestFailed("connection"))
             return result
         self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind,
                           on_fail=call.on_connection_error)
-        env.timeout(timeout_ms).callbacks.append(lambda _e: self._on_timeout(call))
+        env.timeout(timeout_ms).callbacks.append(call.expire)
         return result
-
-    def _on_timeout(self, call: _Call) -> None:
-        if not call.result.triggered:
-            call.settle(RequestFailed("timeout"))
-            self.network.close_connection(call.src, call.dst)
 
     def _rate_limited(self, call: _Call) -> Response | None:
         limit = self._limits.get(call.dst, self._default_limit)

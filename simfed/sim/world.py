@@ -26,6 +26,7 @@ from .adversary import attach as attach_adversaries
 from .adversary.forging import forged_event
 from .changes import check_changes, schedule_changes
 from .fanout import FanOut, make_fanout
+from .gctune import fewer_collections
 from .federation import FederationConfig, FederationSender
 from .homeserver import Homeserver, HomeserverConfig, state_digest
 from .latency import (
@@ -395,8 +396,9 @@ def simulate(
 
         recorder = Recorder(run_id=f"seed{scenario.simulation.seed}")
     t0 = time.perf_counter()
-    world = World(scenario, recorder)
-    end_t, completed = world.run(progress=progress, should_stop=should_stop)
+    with fewer_collections():
+        world = World(scenario, recorder)
+        end_t, completed = world.run(progress=progress, should_stop=should_stop)
     return SimResult(
         scenario=scenario, recorder=recorder, end_t=end_t, completed=completed,
         honest=frozenset(world.honest_servers()), room_id=world.room_id, servers=world.servers,

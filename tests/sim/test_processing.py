@@ -205,3 +205,107 @@ def test_calibrated_costs_take_time_and_bigger_rooms_pay_more():
         slow, _ = mean_and_busy(n, {"db_write": "25ms"})
         added[n] = slow - base
     assert added[12] > 2 * added[3]
+
+
+# -- Cores: SimPy's Resource, exactly ------------------------------------------------------
+
+
+def _trace(cores_factory, capacity: int, seed: int) -> list[tuple]:
+    """Who gets a core when, and in which order, among same-time bystanders
+    (integer times make ties common)."""
+    import random
+
+    rnd = random.Random(seed)
+    env = simpy.Environment()
+    cores = cores_factory(env, capacity)
+    log: list[tuple] = []
+
+    def user(i: int, start: int, hold: int):
+        yield env.timeout(start)
+        if isinstance(cores, simpy.Resource):
+            with cores.request() as req:
+                yield req
+                log.append((env.now, i, "got"))
+                if hold:
+                    yield env.timeout(hold)
+        else:
+            req = cores.request()
+            yield req
+            log.append((env.now, i, "got"))
+            if hold:
+                yield env.timeout(hold)
+            cores.release(req)
+        log.append((env.now, i, "released"))
+        yield env.timeout(0)
+        log.append((env.now, i, "after"))
+
+    def bystander(j: int, t: int):
+        yield env.timeout(t)
+        log.append((env.now, f"b{j}"))
+
+    for i in range(60):
+        env.process(user(i, rnd.randrange(20), rnd.choice((0, 0, 1, 2, 3))))
+    for j in range(30):
+        env.process(bystander(j, rnd.randrange(25)))
+    env.run()
+    return log
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3])
+def test_cores_schedule_exactly_as_simpy_resource(capacity):
+    from simfed.sim.processing import Cores
+
+    for seed in range(20):
+        assert _trace(Cores, capacity, seed) == _trace(simpy.Resource, capacity, seed)
+
+
+def _job_trace(use_start: bool, cores: int, seed: int) -> list[tuple]:
+    """Jobs on a Cpu at tied integer times, some failing: when each runs and
+    ends, and how (``Cpu.start`` or ``env.process(Cpu.run)``)."""
+    import random
+
+    rnd = random.Random(seed)
+    env = simpy.Environment()
+    work = [0, 0, 0, 0, 0, 0, 0]
+    cpu = Cpu(env, cores, UNIT, lambda: tuple(work))
+    log: list[tuple] = []
+
+    def job(i: int, writes: int, fails: bool):
+        def fn():
+            log.append((env.now, i, "runs"))
+            work[5] += writes
+            if fails:
+                raise KeyError(i)
+            return i
+        return fn
+
+    def ended(i: int):
+        def cb(ev):
+            if not ev.ok:
+                ev.defused = True
+            log.append((env.now, i, ev.ok, repr(ev.value)))
+        return cb
+
+    def launcher(i: int, t: int, writes: int, fails: bool):
+        yield env.timeout(t)
+        fn = job(i, writes, fails)
+        done = cpu.start(fn) if use_start else env.process(cpu.run(fn))
+        done.callbacks.append(ended(i))
+
+    def bystander(j: int, t: int, writes: int):
+        yield env.timeout(t)
+        log.append((env.now, f"b{j}"))
+        yield from cpu.run(job(f"b{j}", writes, False))  # competes for a core from a timeout's step
+
+    for i in range(50):
+        env.process(launcher(i, rnd.randrange(15), rnd.choice((0, 0, 1, 2)), rnd.random() < 0.2))
+    for j in range(30):
+        env.process(bystander(j, rnd.randrange(20), rnd.choice((0, 1))))
+    env.run()
+    return log
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_cpu_start_is_env_process_of_cpu_run_exactly(cores):
+    for seed in range(20):
+        assert _job_trace(True, cores, seed) == _job_trace(False, cores, seed)
