@@ -66,6 +66,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from simfed.metrics.services import SERVICE_TABLE_COLUMNS
+from simfed.metrics.statestore import StateStore
 
 __all__ = [
     "Recorder",
@@ -261,8 +262,9 @@ class Recorder:
         self._seen_outcomes: set[tuple[str, str, str, str]] = set()
         #: Number of (event, server, outcome) reports ignored as repeats.
         self.duplicate_outcomes = 0
-        #: Each distinct state, keyed by its hash: {(type, state_key): event_id}.
-        self.states: dict[str, dict[tuple[str, str], str]] = {}
+        #: Each distinct state, keyed by its hash: {(type, state_key): event_id}
+        #: (stored as changes between the states a server samples).
+        self.states = StateStore()
 
     # -- facts ---------------------------------------------------------
     def event_created(
@@ -366,9 +368,8 @@ class Recorder:
         c["state_hash"].append(state_hash)
         c["state_size"].append(int(state_size))
         c["backlog"].append(int(backlog))
-        if state is not None and state_hash not in self.states:
-            # Copied once per distinct hash: later mutation can't alter it.
-            self.states[state_hash] = dict(state)
+        if state is not None:
+            self.states.add(state_hash, state, server)
 
     def membership(self, t: float, server: str, room_id: str, joined: bool) -> None:
         c = self._cols["membership"]
