@@ -411,10 +411,11 @@ class Homeserver(FederationServing):
         seen = self._answered.setdefault(origin, OrderedDict())
         if txn_id is not None and txn_id in seen:
             self.counters["duplicate_transactions"] += 1
-            return seen[txn_id]
+            kept = seen[txn_id]
+            return kept if isinstance(kept, Response) else _all_ok_response(kept)
         res = self._process_transaction(origin, body)
         if txn_id is not None:
-            seen[txn_id] = res
+            seen[txn_id] = _compact_answer(res)
             if len(seen) > TXN_MEMORY:
                 seen.popitem(last=False)
         return res
@@ -440,7 +441,7 @@ class Homeserver(FederationServing):
             services = getattr(self.world, "services", None)
             if services is not None:
                 services.on_edus(self, origin, edus)
-        return Response(200, {"pdus": results}, 64 + 60 * len(results))
+        return _transaction_response(results)
 
     def _stage(self, ev: Event, origin: str, via: str) -> None:
         rid = ev.room_id
@@ -916,6 +917,25 @@ class Homeserver(FederationServing):
             self.env.process(self.history_backfill_loop(self._epoch))
         if self.world.anti_entropy_possible:
             self.env.process(self.anti_entropy_loop(self._epoch))
+
+
+def _transaction_response(results: dict[str, dict]) -> Response:
+    """The answer to a ``/send``: a result per PDU."""
+    return Response(200, {"pdus": results}, 64 + 60 * len(results))
+
+
+def _all_ok_response(event_ids: tuple[str, ...]) -> Response:
+    return _transaction_response({e: _PDU_OK for e in event_ids})
+
+
+def _compact_answer(res: Response) -> "Response | tuple[str, ...]":
+    """What a server keeps of a transaction's answer for a retry of it: the
+    PDUs' IDs when every one was accepted (most answers; rebuilt equal on a
+    retry), else the answer itself."""
+    results = res.body["pdus"]
+    if res.status == 200 and all(r is _PDU_OK for r in results.values()):
+        return tuple(results)
+    return res
 
 
 def state_digest(state: dict) -> str:

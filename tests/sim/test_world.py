@@ -9,6 +9,7 @@ import pytest
 from simfed.experiment.scenario import load_scenario
 from simfed.metrics import headline
 from simfed.sim.transport import M_FORBIDDEN, M_NOT_FOUND
+from simfed.sim import homeserver as hs_module
 from simfed.sim.world import simulate
 
 
@@ -315,3 +316,24 @@ def test_catch_up_sends_what_synapse_sends():
     assert hs0.rooms[rid].forward_extremities == {ev1.event_id}
     assert hs0.catchup_events("hs1", [rid]) == [(rid, [ev1])]
     assert hs0.catchup_events("elsewhere", [rid]) == []
+
+
+def test_a_retried_transaction_gets_the_same_answer_and_is_not_processed_again():
+    res = simulate(scenario(seed=3, simulation={"duration": "2m"}, workload={"stop": "1m"}))
+    hs = res.servers["hs1"]
+    room = hs.rooms[res.room_id]
+    body = {"txn_id": "t-retried", "pdus": [room.graph[e] for e in sorted(room.graph)[:3]]}
+    before = hs.counters["duplicate_transactions"]
+    first = hs._on_transaction("hs0", body)
+    again = hs._on_transaction("hs0", body)
+    assert again == first and len(first.body["pdus"]) == 3
+    assert hs.counters["duplicate_transactions"] == before + 1
+
+
+def test_an_answer_with_errors_is_kept_whole_for_a_retry():
+    from simfed.sim.homeserver import _compact_answer, _transaction_response
+
+    ok = _transaction_response({"$a": hs_module._PDU_OK, "$b": hs_module._PDU_OK})
+    assert _compact_answer(ok) == ("$a", "$b")
+    mixed = _transaction_response({"$a": hs_module._PDU_OK, "$b": {"error": "bad signature"}})
+    assert _compact_answer(mixed) is mixed
