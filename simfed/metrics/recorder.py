@@ -61,8 +61,10 @@ categoricals (pyarrow stores them as dictionary columns).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from simfed.metrics.services import SERVICE_TABLE_COLUMNS
@@ -98,6 +100,7 @@ VIAS = (
 #: Where a stored event sits at a server: outside the room DAG (``outlier``:
 #: known as a state or auth event only) or in it (``timeline``).
 STAGES = ("outlier", "timeline")
+_OUTCOME_BITS = {(o, st): 1 << (2 * i + j) for i, o in enumerate(OUTCOMES) for j, st in enumerate(STAGES)}
 
 # Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
 # "b" bool).  The order is the table's column order.
@@ -213,7 +216,16 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 
 
-def _column(values: list, kind: str, n: int) -> pd.Series | pd.Categorical:
+#: typed-array codes of the number and flag columns
+_ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
+
+
+def _new_column(kind: str) -> list | array:
+    code = _ARRAY_CODES.get(kind)
+    return [] if code is None else array(code)
+
+
+def _column(values: list | array, kind: str, n: int) -> pd.Series | pd.Categorical:
     if kind == "cat":
         cat = pd.Categorical(values)
         cats = cat.categories
@@ -225,6 +237,8 @@ def _column(values: list, kind: str, n: int) -> pd.Series | pd.Categorical:
             # Parquet round trip keeps it categorical.
             cat = pd.Categorical([None] * n, categories=pd.Index([], dtype="str"))
         return cat
+    if isinstance(values, array):
+        values = np.frombuffer(values, dtype=values.typecode).copy() if len(values) else np.zeros(0)
     if kind == "f":
         return pd.Series(values, dtype="float64")
     if kind == "i":
@@ -255,11 +269,15 @@ class Recorder:
 
     def __init__(self, run_id: str = "run") -> None:
         self.run_id = str(run_id)
-        self._cols: dict[str, dict[str, list]] = {
-            name: {c: [] for c in spec if c != "run_id"}
+        # Numbers and flags go to typed arrays (8 bytes a float, no object
+        # each): a big room records millions of rows.
+        self._cols: dict[str, dict[str, list | array]] = {
+            name: {c: _new_column(kind) for c, kind in spec.items() if c != "run_id"}
             for name, spec in TABLE_COLUMNS.items()
         }
-        self._seen_outcomes: set[tuple[str, str, str, str]] = set()
+        #: (outcome, stage) pairs reported, per server and event, as bits
+        #: (one small int per (server, event) rather than a tuple per report)
+        self._seen_outcomes: dict[str, dict[str, int]] = {}
         #: Number of (event, server, outcome) reports ignored as repeats.
         self.duplicate_outcomes = 0
         #: Each distinct state, keyed by its hash: {(type, state_key): event_id}
@@ -303,17 +321,21 @@ class Recorder:
     ) -> None:
         """``server`` reached ``outcome`` for an event; ``stage`` says whether
         it stored it as an ``outlier`` or in its room DAG (``timeline``)."""
-        if outcome not in OUTCOMES:
-            raise ValueError(
-                f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
-            )
-        if stage not in STAGES:
+        bit = _OUTCOME_BITS.get((outcome, stage))
+        if bit is None:
+            if outcome not in OUTCOMES:
+                raise ValueError(
+                    f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
+                )
             raise ValueError(f"stage={stage!r} is not one of {', '.join(STAGES)}")
-        key = (event_id, server, outcome, stage)
-        if key in self._seen_outcomes:
+        seen = self._seen_outcomes.get(server)
+        if seen is None:
+            seen = self._seen_outcomes[server] = {}
+        mask = seen.get(event_id, 0)
+        if mask & bit:
             self.duplicate_outcomes += 1
             return
-        self._seen_outcomes.add(key)
+        seen[event_id] = mask | bit
         c = self._cols["deliveries"]
         c["event_id"].append(event_id)
         c["room_id"].append(room_id)
