@@ -152,9 +152,12 @@ class RoomState:
         self._decided_before: StateMapT = {}
         self._decided_canonical = False
         self._before: dict[str, StateMapT] = {}
-        #: events whose state after was computed from their full ancestry
-        #: (never across a gap): only such states are shared with others.
-        self._canonical: set[str] = set()
+        #: stored events whose state is not known to be the one computed from
+        #: their full ancestry (supplied across a gap and different, or built
+        #: on such a state); every other stored event's state is canonical,
+        #: and only those are shared with other servers (the exception is
+        #: kept, being the rare case)
+        self._noncanonical: set[str] = set()
         self.resolutions = 0
         #: conflicted state events over all resolutions counted in ``resolutions``
         self.conflicted_events = 0
@@ -257,7 +260,7 @@ class RoomState:
         if len(distinct) == 1:
             return distinct[0]
         shared = self.shared
-        canonical = shared is not None and key <= self._canonical
+        canonical = shared is not None and self._noncanonical.isdisjoint(key)
         if canonical:
             found = shared.before.get(key)
             if found is None:
@@ -491,10 +494,10 @@ class RoomState:
             decided = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
         decision = decided
         before = self._decided_before
-        if self._decided_canonical:
-            self._canonical.add(eid)
-            if self.shared is not None:
-                self.shared.before_of.setdefault(eid, before)
+        if not self._decided_canonical:
+            self._noncanonical.add(eid)
+        elif self.shared is not None:
+            self.shared.before_of.setdefault(eid, before)
         self._store(event, decision, before, backfilled)
         return decision
 
@@ -509,7 +512,8 @@ class RoomState:
         """What :meth:`add` would decide, without storing anything."""
         eid = event.event_id
         if before is None:
-            canonical = all(p in self._canonical for p in event.prev_events)
+            status, nonc = self.status, self._noncanonical
+            canonical = all(p in status and p not in nonc for p in event.prev_events)
         else:
             # State supplied across a gap (state fetch, join) is canonical
             # when it equals what was computed from the full ancestry.
@@ -552,7 +556,7 @@ class RoomState:
             self._after[eid] = before if isinstance(before, dict) else dict(before)
             return
         if event.state_key is not None:
-            shared = self.shared if eid in self._canonical else None
+            shared = self.shared if eid not in self._noncanonical else None
             after = shared.after.get(eid) if shared is not None else None
             if after is None:
                 after = dict(before)

@@ -39,7 +39,7 @@ answer computed by content elsewhere.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping
@@ -157,7 +157,8 @@ class Homeserver(FederationServing):
         self._busy: set[str] = set()
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
-        self._answered: dict[str, OrderedDict[str, Response]] = {}
+        #: per origin, the answers kept for retried transactions, oldest first
+        self._answered: dict[str, dict[str, "Response | tuple[str, ...]"]] = {}
         #: per origin, the txn_id of the transaction being processed
         self._active_txns: dict[str, Any] = {}
         #: per (origin, room), the end of the last linearized request queued
@@ -408,7 +409,9 @@ class Homeserver(FederationServing):
         and txn_id: its response was lost) gets the same answer and is not
         processed again, as Synapse does."""
         txn_id = body.get("txn_id")
-        seen = self._answered.setdefault(origin, OrderedDict())
+        seen = self._answered.get(origin)
+        if seen is None:
+            seen = self._answered[origin] = {}
         if txn_id is not None and txn_id in seen:
             self.counters["duplicate_transactions"] += 1
             kept = seen[txn_id]
@@ -417,7 +420,7 @@ class Homeserver(FederationServing):
         if txn_id is not None:
             seen[txn_id] = _compact_answer(res)
             if len(seen) > TXN_MEMORY:
-                seen.popitem(last=False)
+                del seen[next(iter(seen))]
         return res
 
     def _process_transaction(self, origin: str, body: dict) -> Response:
