@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
-from typing import Any
+from itertools import repeat
+from typing import Any, Callable
 
 from .events import Event
 from .roomversions import RoomVersion, get_room_version
@@ -32,6 +33,7 @@ __all__ = [
     "AuthResult",
     "COMPAT_MODES",
     "StateKey",
+    "auth_checker",
     "auth_events_for",
     "auth_types_for_event",
     "check_auth",
@@ -296,6 +298,38 @@ def check_auth(
     return hit
 
 
+def auth_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec") -> Callable[[Event, Mapping[StateKey, Event]], bool]:
+    """``check_auth(event, auth_state, room_version, compat=compat).allowed``
+    as a function of two arguments, for callers that check many events with
+    the same version and compat (a state resolution), sharing the memo.
+
+    The caller promises that every entry of an auth state is keyed by its
+    event's own ``(type, state_key)``, as auth states built from events are:
+    the events then pin the whole state, so the memo key is the flat tuple
+    (event, version, compat, auth events...), one object instead of a
+    frozenset of item pairs (fewer objects for the garbage collector to
+    track in a resolution of thousands of events). Two orders of the same
+    auth events are two keys of the same answer.
+    """
+    rv = get_room_version(room_version)
+    _check_compat(compat)
+    ident = rv.identifier
+
+    def allowed(event: Event, auth_state: Mapping[StateKey, Event]) -> bool:
+        if not AUTH_MEMO_MAX:
+            return _check_auth(event, auth_state, rv, compat).allowed
+        memo = _auth_memo
+        key = (event, ident, compat, *auth_state.values())
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= AUTH_MEMO_MAX:
+                memo.clear()
+            hit = memo[key] = _check_auth(event, auth_state, rv, compat)
+        return hit.allowed
+
+    return allowed
+
+
 def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
     if event.type == CREATE:
         return _check_create(event, rv)
@@ -478,7 +512,96 @@ def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth
     return _reject("4.4.1", "no valid signature on the third-party invite")
 
 
+_LEVEL_SET = frozenset(_LEVEL_NAMES)
+_INT_ONLY = frozenset((int,))
+_AT = "@"
+_COLON = ":"
+
+
+def _ints_only(m: Any) -> bool:
+    """``m`` is a plain dict whose values are all plain ints (not bools)."""
+    return type(m) is dict and _INT_ONLY.issuperset(map(type, m.values()))
+
+
+def _pl_clean(c: Mapping[str, Any]) -> bool:
+    """Power-levels content whose every level is a plain int and every user
+    ID looks like one: it passes rules 9.1-9.3, and its values compare as
+    the ints ``_int`` would read. False means "not sure", never "invalid"."""
+    for name, v in c.items():
+        if name in _LEVEL_SET:
+            if type(v) is not int:
+                return False
+        elif name == "users":
+            if not _ints_only(v):
+                return False
+            try:
+                if not (all(map(str.startswith, v, repeat(_AT))) and all(map(str.__contains__, v, repeat(_COLON)))):
+                    return False
+            except TypeError:  # a key that is not a string
+                return False
+        elif name == "events" or name == "notifications":
+            if not _ints_only(v):
+                return False
+    return True
+
+
+def _changed_within(new: Mapping[str, int], old: Mapping[str, int], level: int) -> bool:
+    """Rules 9.5-9.7 on one map of int levels: every added, removed or
+    changed entry has old and new values at most ``level``."""
+    for k, n in new.items():
+        o = old.get(k)
+        if o != n and (n > level or (o is not None and o > level)):
+            return False
+    for k, o in old.items():
+        if o > level and k not in new:
+            return False
+    return True
+
+
+def _pl_changes_allowed(sender: str, new: Mapping[str, Any], old: Mapping[str, Any], level: int) -> bool:
+    """Rules 9.5-9.9 for two clean contents (see ``_pl_clean``)."""
+    for name, n in new.items():
+        if name in _LEVEL_SET:
+            o = old.get(name)
+            if o != n and (n > level or (o is not None and o > level)):
+                return False
+    for name, o in old.items():
+        if name in _LEVEL_SET and o > level and name not in new:
+            return False
+    for section in ("events", "notifications"):
+        o_map = old.get(section) or {}
+        n_map = new.get(section) or {}
+        if o_map != n_map and not _changed_within(n_map, o_map, level):
+            return False
+    o_users = old.get("users") or {}
+    users = new.get("users") or {}
+    if o_users != users:
+        for uid, n in users.items():
+            o = o_users.get(uid)
+            if o != n and (n > level or (o is not None and (o > level or (o == level and uid != sender)))):
+                return False
+        for uid, o in o_users.items():
+            if uid not in users and (o > level or (o == level and uid != sender)):
+                return False
+    return True
+
+
 def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
+    """Rule 9. Contents that are clean (the usual case) are compared with
+    plain int comparisons; anything else, and every rejection, goes through
+    the rule-by-rule path so its reason is the same."""
+    content = event.content
+    if _pl_clean(content):
+        old_event = auth_state.get(PL_KEY)
+        if old_event is None:
+            return _accept("9.4", "first power levels event")
+        old = old_event.content
+        if _pl_clean(old) and _pl_changes_allowed(event.sender, content, old, user_level):
+            return _accept("9.10")
+    return _check_power_levels_exact(event, auth_state, user_level, rv)
+
+
+def _check_power_levels_exact(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
     # Plain dict copies: ``.get`` on a read-only mapping proxy is several
     # times slower, and this runs once per power-levels event resolved.
     new = dict(event.content)

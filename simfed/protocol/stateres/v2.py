@@ -26,9 +26,10 @@ previously rejected (item 5)  considered again         skipped
 
 from __future__ import annotations
 
+import heapq
 from typing import Container, Iterable, Mapping, Sequence
 
-from ..auth import PL_KEY, StateKey, _creator, _is_map, auth_types_for_event, check_auth
+from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
 from ..authchain import auth_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -37,6 +38,7 @@ from . import ResolutionContext, StateMap, register, separate
 __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
+_MEMBER = "m.room.member"
 
 
 def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
@@ -52,6 +54,8 @@ def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
 
 
 def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
+    """The sender's power level by the power levels among ``ev``'s auth
+    events (the creator's 100 without one)."""
     pl = create = None
     get = events.get
     for aid in ev.auth_events:
@@ -85,17 +89,7 @@ def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list
 
 
 def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext) -> list[str]:
-    preds: dict[str, set[str]] = {}
-    if ctx.compat == "synapse":
-        stack = list(power)
-        while stack:
-            eid = stack.pop()
-            if eid in preds:
-                continue
-            ps = {a for a in events[eid].auth_events if a in full}
-            preds[eid] = ps
-            stack.extend(a for a in ps if a not in preds)
-    else:
+    if ctx.compat != "synapse":
         # The power events and the F-events in their auth chains, each after
         # its ancestors among them. Nearest ancestors have the same closure
         # as whole chains (so the same order), in linear time.
@@ -103,11 +97,58 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         assert chains is not None
         nodes = set(power) | (chains.union_chain(power) & full)
         preds = chains.nearest_ancestors(nodes)
-    keys = {}
-    for n in preds:
-        ev = events[n]
-        keys[n] = (-_sender_level(ev, events, ctx), ev.origin_server_ts, n)
-    return _topo_sort(preds, preds, keys.__getitem__)
+        keys = {n: (-_sender_level(events[n], events, ctx), events[n].origin_server_ts, n) for n in preds}
+        return _topo_sort(preds, preds, keys.__getitem__)
+    # Kahn's algorithm over the power events and their F-ancestors through
+    # auth edges within F: each node after its parents among them, ready
+    # nodes by (-sender level, ts, ID); the same order as ``toposort`` (a
+    # repeated parent is counted and released twice, so it acts once). A
+    # node's children are one ID or, from the second, a list: few objects.
+    remaining: dict[str, int] = {}
+    children: dict[str, str | list[str]] = {}
+    heap: list[tuple[int, int, str]] = []
+    stack = list(power)
+    pop_stack, push_stack = stack.pop, stack.append
+    while stack:
+        eid = pop_stack()
+        if eid in remaining:
+            continue
+        ev = events[eid]
+        count = 0
+        for a in ev.auth_events:
+            if a in full:
+                count += 1
+                c = children.get(a)
+                if c is None:
+                    children[a] = eid
+                elif type(c) is str:
+                    children[a] = [c, eid]
+                else:
+                    c.append(eid)
+                if a not in remaining:
+                    push_stack(a)
+        remaining[eid] = count
+        if not count:
+            heap.append((-_sender_level(ev, events, ctx), ev.origin_server_ts, eid))
+    heapq.heapify(heap)
+    out: list[str] = []
+    push, pop, append = heapq.heappush, heapq.heappop, out.append
+    get_children = children.get
+    while heap:
+        n = pop(heap)[2]
+        append(n)
+        c = get_children(n)
+        if c is None:
+            continue
+        for s in (c,) if type(c) is str else c:
+            r = remaining[s] - 1
+            remaining[s] = r
+            if not r:
+                ev = events[s]
+                push(heap, (-_sender_level(ev, events, ctx), ev.origin_server_ts, s))
+    if len(out) != len(remaining):
+        raise ValueError("the auth graph of the conflicted events has a cycle")
+    return out
 
 
 def iterative_auth_checks(
@@ -120,10 +161,16 @@ def iterative_auth_checks(
     the auth rules against its auth events overlaid with the state so far."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
-    rv = ctx.room_version
     compat = ctx.compat
     skip_rejected = compat == "synapse"
+    allowed = auth_checker(ctx.room_version, compat=compat)
     get = events.get
+    res_get = resolved.get
+    # Per replay: each auth event, or None when it does not count
+    # (rejected, unknown, not state); the auth types of a non-member
+    # event by sender.
+    cited: dict[str, Event | None] = {}
+    types_by_sender: dict[str, tuple[StateKey, ...]] = {}
     n_checks = 0
     for eid in order:
         if skip_rejected and eid in rejected:
@@ -131,22 +178,34 @@ def iterative_auth_checks(
         ev = events[eid]
         auth: dict[StateKey, Event] = {}
         for aid in ev.auth_events:
-            if aid in rejected:
-                continue
-            a = get(aid)
+            if aid in cited:
+                a = cited[aid]
+            else:
+                a = None if aid in rejected else get(aid)
+                if a is not None and a.state_key is None:
+                    a = None
+                cited[aid] = a
             if a is not None:
-                sk = a.state_key
-                if sk is not None:
-                    auth[(a.type, sk)] = a
-        for k in auth_types_for_event(ev.type, ev.state_key, ev.sender, ev.content):
-            cur = resolved.get(k)
+                auth[(a.type, a.state_key)] = a
+        etype = ev.type
+        if etype == _MEMBER:
+            types: Iterable[StateKey] = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
+        elif etype == "m.room.create":
+            types = ()
+        else:
+            sender = ev.sender
+            types = types_by_sender.get(sender)
+            if types is None:
+                types = types_by_sender[sender] = (CREATE_KEY, PL_KEY, (_MEMBER, sender))
+        for k in types:
+            cur = res_get(k)
             if cur is not None and cur not in rejected:
                 cur_ev = get(cur)
                 if cur_ev is not None:
                     auth[k] = cur_ev
         n_checks += 1
-        if check_auth(ev, auth, rv, compat=compat).allowed:
-            resolved[(ev.type, ev.state_key)] = eid
+        if allowed(ev, auth):
+            resolved[(etype, ev.state_key)] = eid
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
 
@@ -160,6 +219,9 @@ def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
 
 
 def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, Event]) -> list[str]:
+    ids = list(ids)
+    if len(ids) < 2:
+        return ids
     mainline: list[str] = []
     cur = events.get(pl_id) if pl_id is not None else None
     while cur is not None:
@@ -186,7 +248,6 @@ def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, 
             memo[s] = result
         return result
 
-    ids = list(ids)
     keys = {e: (depth(events[e]), events[e].origin_server_ts, e) for e in ids}
     ids.sort(key=keys.__getitem__)
     return ids
