@@ -269,8 +269,10 @@ _auth_memo: dict[tuple, "AuthResult"] = {}
 
 
 def clear_auth_memo() -> None:
-    """Forget every memoised :func:`check_auth` answer."""
+    """Forget every memoised :func:`check_auth` answer (and what the
+    power-levels rule memoises per event)."""
     _auth_memo.clear()
+    _clean_memo.clear()
 
 
 def check_auth(
@@ -344,17 +346,36 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
         if compat == "synapse" and event.type == MEMBER and event.state_key is not None:
             if event.state_key.partition(":")[2] != creator_server:
                 return _reject("3", "the room is not federated and the target is remote")
-    if event.type == MEMBER:
+    etype = event.type
+    if etype == MEMBER:
         return _check_membership(event, auth_state, rv, compat)
-    if _membership_of(auth_state, event.sender) != "join":
+    sender = event.sender
+    sender_member = auth_state.get((MEMBER, sender))
+    if sender_member is None or sender_member.membership != "join":
         return _reject("5", f"{event.sender} is not joined to the room")
-    user_level = get_user_level(event.sender, auth_state, rv)
-    if event.type == THIRD_PARTY_INVITE:
-        invite_level = get_named_level(auth_state, "invite", 0)
-        if user_level >= invite_level:
-            return _accept("6")
-        return _reject("6", f"sender level {user_level} < invite level {invite_level}")
-    send_level = get_send_level(event.type, event.state_key, auth_state.get(PL_KEY))
+    pl = auth_state.get(PL_KEY)
+    if pl is not None and etype != THIRD_PARTY_INVITE and _pl_event_clean(pl):
+        # Every level in a clean content is a plain int: read them directly.
+        c = pl.content
+        users = c.get("users")
+        user_level = users.get(sender) if users else None
+        if user_level is None:
+            user_level = c.get("users_default", 0)
+        levels = c.get("events")
+        if levels and etype in levels:
+            send_level = levels[etype]
+        elif event.state_key is not None:
+            send_level = c.get("state_default", 50)
+        else:
+            send_level = c.get("events_default", 0)
+    else:
+        user_level = get_user_level(sender, auth_state, rv)
+        if etype == THIRD_PARTY_INVITE:
+            invite_level = get_named_level(auth_state, "invite", 0)
+            if user_level >= invite_level:
+                return _accept("6")
+            return _reject("6", f"sender level {user_level} < invite level {invite_level}")
+        send_level = get_send_level(etype, event.state_key, pl)
     if send_level > user_level:
         return _reject("7", f"sending {event.type} needs level {send_level}; {event.sender} has {user_level}")
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
@@ -523,6 +544,24 @@ def _ints_only(m: Any) -> bool:
     return type(m) is dict and _INT_ONLY.issuperset(map(type, m.values()))
 
 
+#: ``_pl_clean`` answers by power-levels event (a pure function of its
+#: content, which the interned event pins), cleared with the auth memo: in
+#: a resolution each power-levels event is read as the new content once and
+#: as the old content of every later one checked against it.
+_clean_memo: dict[Event, bool] = {}
+
+
+def _pl_event_clean(event: Event) -> bool:
+    hit = _clean_memo.get(event)
+    if hit is None:
+        if len(_clean_memo) >= AUTH_MEMO_MAX:
+            _clean_memo.clear()
+        hit = _pl_clean(event.content)
+        if AUTH_MEMO_MAX:
+            _clean_memo[event] = hit
+    return hit
+
+
 def _pl_clean(c: Mapping[str, Any]) -> bool:
     """Power-levels content whose every level is a plain int and every user
     ID looks like one: it passes rules 9.1-9.3, and its values compare as
@@ -575,14 +614,17 @@ def _pl_changes_allowed(sender: str, new: Mapping[str, Any], old: Mapping[str, A
             return False
     o_users = old.get("users") or {}
     users = new.get("users") or {}
-    if o_users != users:
-        for uid, n in users.items():
-            o = o_users.get(uid)
-            if o != n and (n > level or (o is not None and (o > level or (o == level and uid != sender)))):
-                return False
-        for uid, o in o_users.items():
-            if uid not in users and (o > level or (o == level and uid != sender)):
-                return False
+    # The users added, removed or changed, found by a set operation on the
+    # (user, level) pairs (both maps hold plain ints).
+    if users == o_users:
+        return True
+    for uid in {u for u, _ in users.items() ^ o_users.items()}:
+        o = o_users.get(uid)
+        n = users.get(uid)
+        if o is not None and (o > level or (o == level and uid != sender)):
+            return False
+        if n is not None and n > level:
+            return False
     return True
 
 
@@ -590,13 +632,11 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
     """Rule 9. Contents that are clean (the usual case) are compared with
     plain int comparisons; anything else, and every rejection, goes through
     the rule-by-rule path so its reason is the same."""
-    content = event.content
-    if _pl_clean(content):
+    if _pl_event_clean(event):
         old_event = auth_state.get(PL_KEY)
         if old_event is None:
             return _accept("9.4", "first power levels event")
-        old = old_event.content
-        if _pl_clean(old) and _pl_changes_allowed(event.sender, content, old, user_level):
+        if _pl_event_clean(old_event) and _pl_changes_allowed(event.sender, event.content, old_event.content, user_level):
             return _accept("9.10")
     return _check_power_levels_exact(event, auth_state, user_level, rv)
 

@@ -42,15 +42,13 @@ _MEMBER = "m.room.member"
 
 
 def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
-    if ev.state_key is None:
+    sk = ev.state_key
+    if sk is None:
         return False
-    if ev.type in _POWER_TYPES and ev.state_key == "":
+    t = ev.type
+    if sk == "" and (t in _POWER_TYPES or (include_create and t == "m.room.create")):
         return True
-    if include_create and ev.type == "m.room.create" and ev.state_key == "":
-        return True
-    if ev.type == "m.room.member" and ev.membership in ("leave", "ban") and ev.sender != ev.state_key:
-        return True
-    return False
+    return t == _MEMBER and ev.membership in ("leave", "ban") and ev.sender != sk
 
 
 def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
@@ -263,16 +261,13 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
     diff = auth_chain_difference(
         [s.values() for s in state_sets], chains, include_state_events=ctx.compat == "synapse"
     )
-    full: set[str] = set(diff)
-    for cands in conflicted.values():
-        full |= cands
-    full = {e for e in full if e in events}
+    diff.update(*conflicted.values())
+    full: set[str] = events.keys() & diff
     synapse = ctx.compat == "synapse"
     power = [e for e in full if is_power_event(events[e], include_create=synapse)]
     power_sorted = _power_order(power, full, events, ctx)
     resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
-    done = set(power_sorted)
-    rest = _mainline_order((e for e in full if e not in done), resolved.get(PL_KEY), events)
+    rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
     resolved = iterative_auth_checks(rest, resolved, events, ctx)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)
