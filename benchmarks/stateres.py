@@ -21,7 +21,8 @@ Shapes (one input per cell, generated deterministically from ``--seed``):
   whole chains.
 
 Timed per cell, in this order, each a median of ``--repeats`` (``--big-repeats``
-for cells of 20,000 events or more, the same count for both sides):
+for cells of 20,000 events or more, the same count for both sides), after
+one untimed warm-up call on each side:
 
 * simfed: ``resolve_state("v2", state_sets, events, compat="synapse",
   rejected=...)`` with no ``auth_chains`` argument, so every call builds a
@@ -123,6 +124,7 @@ def make_cell(shape: str, n: int, seed: int, members: int, cache: str | None):
 def simfed_time(state_sets, events_map, rejected, repeats: int):
     """(median wall seconds, median CPU seconds, resolved state)."""
     times, cpu, out = [], [], None
+    resolve_state("v2", state_sets, events_map, "11", compat="synapse", rejected=rejected)  # warm-up, untimed
     for _ in range(repeats):
         clear_auth_memo()  # no check_auth answer from an earlier repeat (or from making the input)
         t0, c0 = time.perf_counter(), time.process_time()

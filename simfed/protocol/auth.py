@@ -87,6 +87,18 @@ def _accept(rule: str, reason: str = "allowed") -> AuthResult:
     return res
 
 
+# The acceptances most events end on, built once (``_accept`` would give
+# these same objects, after a lookup).
+_OK_10 = _accept("10")
+_OK_9_10 = _accept("9.10")
+_OK_4_3_4 = _accept("4.3.4")
+_OK_4_3_6 = _accept("4.3.6")
+_OK_4_4_4 = _accept("4.4.4")
+_OK_4_5_1 = _accept("4.5.1")
+_OK_4_5_4 = _accept("4.5.4")
+_OK_4_6 = _accept("4.6")
+
+
 def _reject(rule: str, reason: str) -> AuthResult:
     return AuthResult(False, rule, reason)
 
@@ -382,23 +394,27 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
         return _reject("8", f"state_key {event.state_key!r} names another user")
     if event.type == POWER_LEVELS:
         return _check_power_levels(event, auth_state, user_level, rv)
-    return _accept("10")
+    return _OK_10
 
 
 def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
     target = event.state_key
-    membership = event.content.get("membership")
-    if target is None or "membership" not in event.content:
+    content = event.content
+    membership = content.get("membership")
+    if target is None or "membership" not in content:
         return _reject("4.1", "membership event without state_key or content.membership")
-    via = event.content.get("join_authorised_via_users_server")
+    via = content.get("join_authorised_via_users_server")
     if via is not None and (compat == "spec" or membership == "join"):
         via_server = via.partition(":")[2] if isinstance(via, str) else ""
         if not via_server or not event.signatures.get(via_server):
             return _reject("4.2", f"not signed by the authorising server of {via!r}")
     sender = event.sender
-    sender_m = _membership_of(auth_state, sender)
-    target_m = _membership_of(auth_state, target)
-    jr_event = auth_state.get(JR_KEY)
+    get = auth_state.get
+    m_event = get((MEMBER, sender))
+    sender_m = None if m_event is None else m_event.membership
+    m_event = m_event if target == sender else get((MEMBER, target))
+    target_m = None if m_event is None else m_event.membership
+    jr_event = get(JR_KEY)
     if jr_event is not None:
         join_rule = jr_event.content.get("join_rule")
     else:
@@ -419,7 +435,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
             return _reject("4.3.3", f"{sender} is banned")
         if join_rule in ("invite", "knock"):
             if sender_m in ("invite", "join"):
-                return _accept("4.3.4")
+                return _OK_4_3_4
             return _reject("4.3.4", f"join rule is {join_rule} and {sender} is not invited")
         if join_rule in ("restricted", "knock_restricted"):
             if sender_m in ("invite", "join"):
@@ -432,7 +448,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
                 return _reject("4.3.5", f"authorising user {via} may not invite")
             return _accept("4.3.5", "restricted join authorised")
         if join_rule == "public":
-            return _accept("4.3.6")
+            return _OK_4_3_6
         return _reject("4.3.7", f"join rule {join_rule!r} does not allow joining")
 
     if membership == "invite":
@@ -446,13 +462,13 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         user_level = get_user_level(sender, auth_state, rv)
         invite_level = get_named_level(auth_state, "invite", 0)
         if user_level >= invite_level:
-            return _accept("4.4.4")
+            return _OK_4_4_4
         return _reject("4.4.4", f"sender level {user_level} < invite level {invite_level}")
 
     if membership == "leave":
         if sender == target:
             if sender_m in ("invite", "join", "knock"):
-                return _accept("4.5.1")
+                return _OK_4_5_1
             return _reject("4.5.1", f"{sender} cannot leave from membership {sender_m!r}")
         if sender_m != "join":
             return _reject("4.5.2", f"{sender} is not joined")
@@ -462,7 +478,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         kick_level = get_named_level(auth_state, "kick", 50)
         target_level = get_user_level(target, auth_state, rv)
         if user_level >= kick_level and target_level < user_level:
-            return _accept("4.5.4")
+            return _OK_4_5_4
         return _reject("4.5.5", f"{sender} (level {user_level}) may not kick {target} (level {target_level}, kick {kick_level})")
 
     if membership == "ban":
@@ -472,7 +488,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         ban_level = get_named_level(auth_state, "ban", 50)
         target_level = get_user_level(target, auth_state, rv)
         if user_level >= ban_level and target_level < user_level:
-            return _accept("4.6")
+            return _OK_4_6
         return _reject("4.6", f"{sender} (level {user_level}) may not ban {target} (level {target_level}, ban {ban_level})")
 
     if membership == "knock":
@@ -637,7 +653,7 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
         if old_event is None:
             return _accept("9.4", "first power levels event")
         if _pl_event_clean(old_event) and _pl_changes_allowed(event.sender, event.content, old_event.content, user_level):
-            return _accept("9.10")
+            return _OK_9_10
     return _check_power_levels_exact(event, auth_state, user_level, rv)
 
 
@@ -696,4 +712,4 @@ def _check_power_levels_exact(event: Event, auth_state: Mapping[StateKey, Event]
             return _reject("9.8", f"users.{uid}: old value {o} exceeds the sender's level {L}")
         if uid in users and n > L:
             return _reject("9.9", f"users.{uid}: new value {n} exceeds the sender's level {L}")
-    return _accept("9.10")
+    return _OK_9_10
