@@ -366,7 +366,8 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if sender_member is None or sender_member.membership != "join":
         return _reject("5", f"{event.sender} is not joined to the room")
     pl = auth_state.get(PL_KEY)
-    if pl is not None and etype != THIRD_PARTY_INVITE and _pl_event_clean(pl):
+    pl_clean = pl is not None and _pl_event_clean(pl)
+    if pl_clean and etype != THIRD_PARTY_INVITE:
         # Every level in a clean content is a plain int: read them directly.
         c = pl.content
         users = c.get("users")
@@ -392,7 +393,9 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
         return _reject("7", f"sending {event.type} needs level {send_level}; {event.sender} has {user_level}")
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
         return _reject("8", f"state_key {event.state_key!r} names another user")
-    if event.type == POWER_LEVELS:
+    if etype == POWER_LEVELS:
+        if pl_clean and _pl_event_clean(event) and _pl_changes_allowed(sender, event.content, pl.content, user_level):
+            return _OK_9_10
         return _check_power_levels(event, auth_state, user_level, rv)
     return _OK_10
 

@@ -54,28 +54,26 @@ def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
 def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
     """The sender's power level by the power levels among ``ev``'s auth
     events (the creator's 100 without one)."""
-    pl = create = None
     get = events.get
     for aid in ev.auth_events:
         a = get(aid)
-        if a is None or a.state_key != "":
-            continue
-        if a.type == "m.room.power_levels":
-            pl = a
-            break
-        if a.type == "m.room.create" and create is None:
-            create = a
-    if pl is None:
-        return 100 if create is not None and _creator(create, ctx.room_version) == ev.sender else 0
-    content = pl.content
-    users = content.get("users")
-    level = users.get(ev.sender) if _is_map(users) else None
-    if level is None:
-        level = content.get("users_default", 0)
-    try:
-        return int(level)
-    except (TypeError, ValueError):
-        return 0
+        if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
+            content = a.content
+            users = content.get("users")
+            level = users.get(ev.sender) if type(users) is dict or _is_map(users) else None
+            if level is None:
+                level = content.get("users_default", 0)
+            if type(level) is int:
+                return level
+            try:
+                return int(level)
+            except (TypeError, ValueError):
+                return 0
+    for aid in ev.auth_events:
+        a = get(aid)
+        if a is not None and a.type == "m.room.create" and a.state_key == "":
+            return 100 if _creator(a, ctx.room_version) == ev.sender else 0
+    return 0
 
 
 def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list[str]:
