@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
-from itertools import repeat
+from types import MappingProxyType
 from typing import Any, Callable
 
 from .events import Event
@@ -285,6 +285,7 @@ def clear_auth_memo() -> None:
     power-levels rule memoises per event)."""
     _auth_memo.clear()
     _clean_memo.clear()
+    _valid_uids.clear()
 
 
 def check_auth(
@@ -554,13 +555,7 @@ def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth
 
 _LEVEL_SET = frozenset(_LEVEL_NAMES)
 _INT_ONLY = frozenset((int,))
-_AT = "@"
-_COLON = ":"
-
-
-def _ints_only(m: Any) -> bool:
-    """``m`` is a plain dict whose values are all plain ints (not bools)."""
-    return type(m) is dict and _INT_ONLY.issuperset(map(type, m.values()))
+_NO_LEVELS: Mapping[str, int] = MappingProxyType({})
 
 
 #: ``_pl_clean`` answers by power-levels event (a pure function of its
@@ -575,10 +570,15 @@ def _pl_event_clean(event: Event) -> bool:
     if hit is None:
         if len(_clean_memo) >= AUTH_MEMO_MAX:
             _clean_memo.clear()
+            _valid_uids.clear()
         hit = _pl_clean(event.content)
         if AUTH_MEMO_MAX:
             _clean_memo[event] = hit
     return hit
+
+
+#: User IDs seen to have the shape rule 9.3 asks for (kept with ``_clean_memo``).
+_valid_uids: set[str] = set()
 
 
 def _pl_clean(c: Mapping[str, Any]) -> bool:
@@ -590,15 +590,16 @@ def _pl_clean(c: Mapping[str, Any]) -> bool:
             if type(v) is not int:
                 return False
         elif name == "users":
-            if not _ints_only(v):
+            if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
                 return False
-            try:
-                if not (all(map(str.startswith, v, repeat(_AT))) and all(map(str.__contains__, v, repeat(_COLON)))):
-                    return False
-            except TypeError:  # a key that is not a string
-                return False
+            if not _valid_uids.issuperset(v):
+                for uid in v:
+                    if not (type(uid) is str and uid.startswith("@") and ":" in uid):
+                        return False
+                if AUTH_MEMO_MAX:
+                    _valid_uids.update(v)
         elif name == "events" or name == "notifications":
-            if not _ints_only(v):
+            if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
                 return False
     return True
 
@@ -627,12 +628,12 @@ def _pl_changes_allowed(sender: str, new: Mapping[str, Any], old: Mapping[str, A
         if name in _LEVEL_SET and o > level and name not in new:
             return False
     for section in ("events", "notifications"):
-        o_map = old.get(section) or {}
-        n_map = new.get(section) or {}
+        o_map = old.get(section) or _NO_LEVELS
+        n_map = new.get(section) or _NO_LEVELS
         if o_map != n_map and not _changed_within(n_map, o_map, level):
             return False
-    o_users = old.get("users") or {}
-    users = new.get("users") or {}
+    o_users = old.get("users") or _NO_LEVELS
+    users = new.get("users") or _NO_LEVELS
     # The users added, removed or changed, found by a set operation on the
     # (user, level) pairs (both maps hold plain ints).
     if users == o_users:
