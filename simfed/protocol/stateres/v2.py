@@ -27,7 +27,7 @@ previously rejected (item 5)  considered again         skipped
 from __future__ import annotations
 
 import heapq
-from typing import Container, Iterable, Mapping, Sequence
+from typing import Container, Iterable, Iterator, Mapping, Sequence
 
 from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
 from ..authchain import auth_chain_difference
@@ -95,11 +95,25 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         preds = chains.nearest_ancestors(nodes)
         keys = {n: (-_sender_level(events[n], events, ctx), events[n].origin_server_ts, n) for n in preds}
         return _topo_sort(preds, preds, keys.__getitem__)
-    # Kahn's algorithm over the power events and their F-ancestors through
-    # auth edges within F: each node after its parents among them, ready
-    # nodes by (-sender level, ts, ID); the same order as ``toposort`` (a
-    # repeated parent is counted and released twice, so it acts once). A
-    # node's children are one ID or, from the second, a list: few objects.
+    out: list[str] = []
+    for _ in _kahn(power, full, events, ctx, out):
+        pass
+    return out
+
+
+def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext,
+          out: list[str]) -> Iterator[str]:
+    """The power order of ``compat="synapse"``, yielded node by node (and
+    appended to ``out``), so that the replay can check each event while its
+    data is still in the processor's caches, before the order goes on.
+
+    Kahn's algorithm over the power events and their F-ancestors through
+    auth edges within F: each node after its parents among them, ready
+    nodes by (-sender level, ts, ID); the same order as ``toposort`` (a
+    repeated parent is counted and released twice, so it acts once). A
+    node's children are one ID or, from the second, a list: few objects.
+    Raises ValueError, at the end, if the graph has a cycle.
+    """
     remaining: dict[str, int] = {}
     children: dict[str, str | list[str]] = {}
     heap: list[tuple[int, int, str]] = []
@@ -127,12 +141,12 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         if not count:
             heap.append((-_sender_level(ev, events, ctx), ev.origin_server_ts, eid))
     heapq.heapify(heap)
-    out: list[str] = []
     push, pop, append = heapq.heappush, heapq.heappop, out.append
     get_children = children.get
     while heap:
         n = pop(heap)[2]
         append(n)
+        yield n
         c = get_children(n)
         if c is None:
             continue
@@ -144,11 +158,10 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
                 push(heap, (-_sender_level(ev, events, ctx), ev.origin_server_ts, s))
     if len(out) != len(remaining):
         raise ValueError("the auth graph of the conflicted events has a cycle")
-    return out
 
 
 def iterative_auth_checks(
-    order: Sequence[str],
+    order: Iterable[str],
     base: Mapping[StateKey, str],
     events: Mapping[str, Event],
     ctx: ResolutionContext,
@@ -161,7 +174,15 @@ def iterative_auth_checks(
     skip_rejected = compat == "synapse"
     allowed = auth_checker(ctx.room_version, compat=compat)
     get = events.get
-    res_get = resolved.get
+    # The events the state so far names that may serve as auth events (not
+    # rejected, known), kept beside it: one lookup per auth type.
+    live: dict[StateKey, Event] = {}
+    for k, v in resolved.items():
+        if v not in rejected:
+            cur_ev = get(v)
+            if cur_ev is not None:
+                live[k] = cur_ev
+    live_get = live.get
     # Per replay: each auth event, or None when it does not count
     # (rejected, unknown, not state); the auth types of a non-member
     # event by sender.
@@ -194,14 +215,17 @@ def iterative_auth_checks(
             if types is None:
                 types = types_by_sender[sender] = (CREATE_KEY, PL_KEY, (_MEMBER, sender))
         for k in types:
-            cur = res_get(k)
-            if cur is not None and cur not in rejected:
-                cur_ev = get(cur)
-                if cur_ev is not None:
-                    auth[k] = cur_ev
+            cur_ev = live_get(k)
+            if cur_ev is not None:
+                auth[k] = cur_ev
         n_checks += 1
         if allowed(ev, auth):
-            resolved[(etype, ev.state_key)] = eid
+            key = (etype, ev.state_key)
+            resolved[key] = eid
+            if eid in rejected:  # spec mode re-admits it, but never as an auth event
+                live.pop(key, None)
+            else:
+                live[key] = ev
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
 
@@ -260,11 +284,24 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
         [s.values() for s in state_sets], chains, include_state_events=ctx.compat == "synapse"
     )
     diff.update(*conflicted.values())
-    full: set[str] = events.keys() & diff
     synapse = ctx.compat == "synapse"
-    power = [e for e in full if is_power_event(events[e], include_create=synapse)]
-    power_sorted = _power_order(power, full, events, ctx)
-    resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
+    # The full conflicted set (the events known) and its power events, with
+    # one lookup per event.
+    full: set[str] = set()
+    power: list[str] = []
+    add_full, add_power, get = full.add, power.append, events.get
+    for e in diff:
+        ev = get(e)
+        if ev is not None:
+            add_full(e)
+            if is_power_event(ev, include_create=synapse):
+                add_power(e)
+    if synapse:  # ordered as replayed
+        power_sorted: list[str] = []
+        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx)
+    else:
+        power_sorted = _power_order(power, full, events, ctx)
+        resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
     rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
     resolved = iterative_auth_checks(rest, resolved, events, ctx)
     resolved.update(unconflicted)
