@@ -183,10 +183,7 @@ def iterative_auth_checks(
             if cur_ev is not None:
                 live[k] = cur_ev
     live_get = live.get
-    # Per replay: each auth event, or None when it does not count
-    # (rejected, unknown, not state); the auth types of a non-member
-    # event by sender.
-    cited: dict[str, Event | None] = {}
+    # Per replay: the auth types of a non-member event by sender.
     types_by_sender: dict[str, tuple[StateKey, ...]] = {}
     n_checks = 0
     for eid in order:
@@ -195,15 +192,12 @@ def iterative_auth_checks(
         ev = events[eid]
         auth: dict[StateKey, Event] = {}
         for aid in ev.auth_events:
-            if aid in cited:
-                a = cited[aid]
-            else:
-                a = None if aid in rejected else get(aid)
-                if a is not None and a.state_key is None:
-                    a = None
-                cited[aid] = a
-            if a is not None:
-                auth[(a.type, a.state_key)] = a
+            if aid not in rejected:
+                a = get(aid)
+                if a is not None:
+                    sk = a.state_key
+                    if sk is not None:
+                        auth[(a.type, sk)] = a
         etype = ev.type
         if etype == _MEMBER:
             types: Iterable[StateKey] = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
