@@ -367,22 +367,21 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if sender_member is None or sender_member.membership != "join":
         return _reject("5", f"{event.sender} is not joined to the room")
     pl = auth_state.get(PL_KEY)
-    digest = None if pl is None else _pl_event_clean(pl)
-    if digest is not None and etype != THIRD_PARTY_INVITE:
+    pl_clean = pl is not None and _pl_event_clean(pl)
+    if pl_clean and etype != THIRD_PARTY_INVITE:
         # Every level in a clean content is a plain int: read them directly.
-        user_level = digest[0].get(sender)
-        named = digest[3]
+        c = pl.content
+        users = c.get("users")
+        user_level = users.get(sender) if users else None
         if user_level is None:
-            user_level = named[0] or 0  # users_default
-        levels = digest[1]
-        if etype in levels:
+            user_level = c.get("users_default", 0)
+        levels = c.get("events")
+        if levels and etype in levels:
             send_level = levels[etype]
         elif event.state_key is not None:
-            send_level = named[2]  # state_default
-            if send_level is None:
-                send_level = 50
+            send_level = c.get("state_default", 50)
         else:
-            send_level = named[1] or 0  # events_default
+            send_level = c.get("events_default", 0)
     else:
         user_level = get_user_level(sender, auth_state, rv)
         if etype == THIRD_PARTY_INVITE:
@@ -396,10 +395,8 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
         return _reject("8", f"state_key {event.state_key!r} names another user")
     if etype == POWER_LEVELS:
-        if digest is not None:
-            new = _pl_event_clean(event)
-            if new is not None and _pl_changes_allowed(sender, new, digest, user_level):
-                return _OK_9_10
+        if pl_clean and _pl_event_clean(event) and _pl_changes_allowed(sender, event.content, pl.content, user_level):
+            return _OK_9_10
         return _check_power_levels(event, auth_state, user_level, rv)
     return _OK_10
 
@@ -565,55 +562,46 @@ _NO_LEVELS: Mapping[str, int] = MappingProxyType({})
 #: content, which the interned event pins), cleared with the auth memo: in
 #: a resolution each power-levels event is read as the new content once and
 #: as the old content of every later one checked against it.
-_clean_memo: dict[Event, "PLDigest | bool"] = {}
-
-#: A clean power-levels content's parts: users, events, notifications (the
-#: content's own maps, or an empty one) and the named levels, in the order
-#: of ``_LEVEL_NAMES`` (None where absent).
-PLDigest = tuple[Mapping[str, int], Mapping[str, int], Mapping[str, int], tuple["int | None", ...]]
+_clean_memo: dict[Event, bool] = {}
 
 
-def _pl_event_clean(event: Event) -> "PLDigest | None":
-    """``_pl_clean`` of a power-levels event's content, memoised."""
+def _pl_event_clean(event: Event) -> bool:
     hit = _clean_memo.get(event)
     if hit is None:
         if len(_clean_memo) >= AUTH_MEMO_MAX:
             _clean_memo.clear()
             _valid_uids.clear()
-        hit = _pl_clean(event.content) or False
+        hit = _pl_clean(event.content)
         if AUTH_MEMO_MAX:
             _clean_memo[event] = hit
-    return hit or None
+    return hit
 
 
 #: User IDs seen to have the shape rule 9.3 asks for (kept with ``_clean_memo``).
 _valid_uids: set[str] = set()
 
 
-def _pl_clean(c: Mapping[str, Any]) -> "PLDigest | None":
-    """The digest of a power-levels content whose every level is a plain int
-    and every user ID looks like one: it passes rules 9.1-9.3, and its
-    values compare as the ints ``_int`` would read. None means "not sure",
-    never "invalid"."""
+def _pl_clean(c: Mapping[str, Any]) -> bool:
+    """Power-levels content whose every level is a plain int and every user
+    ID looks like one: it passes rules 9.1-9.3, and its values compare as
+    the ints ``_int`` would read. False means "not sure", never "invalid"."""
     for name, v in c.items():
         if name in _LEVEL_SET:
             if type(v) is not int:
-                return None
+                return False
         elif name == "users":
             if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
-                return None
+                return False
             if not _valid_uids.issuperset(v):
                 for uid in v:
                     if not (type(uid) is str and uid.startswith("@") and ":" in uid):
-                        return None
+                        return False
                 if AUTH_MEMO_MAX:
                     _valid_uids.update(v)
         elif name == "events" or name == "notifications":
             if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
-                return None
-    get = c.get
-    return (get("users") or _NO_LEVELS, get("events") or _NO_LEVELS, get("notifications") or _NO_LEVELS,
-            tuple(map(get, _LEVEL_NAMES)))
+                return False
+    return True
 
 
 def _changed_within(new: Mapping[str, int], old: Mapping[str, int], level: int) -> bool:
@@ -629,21 +617,27 @@ def _changed_within(new: Mapping[str, int], old: Mapping[str, int], level: int) 
     return True
 
 
-def _pl_changes_allowed(sender: str, new: PLDigest, old: PLDigest, level: int) -> bool:
-    """Rules 9.5-9.9 for two clean contents' digests (see ``_pl_clean``)."""
-    if new[3] != old[3]:
-        for n, o in zip(new[3], old[3]):
-            if n != o and ((n is not None and n > level) or (o is not None and o > level)):
+def _pl_changes_allowed(sender: str, new: Mapping[str, Any], old: Mapping[str, Any], level: int) -> bool:
+    """Rules 9.5-9.9 for two clean contents (see ``_pl_clean``)."""
+    for name, n in new.items():
+        if name in _LEVEL_SET:
+            o = old.get(name)
+            if o != n and (n > level or (o is not None and o > level)):
                 return False
-    if new[1] != old[1] and not _changed_within(new[1], old[1], level):
-        return False
-    if new[2] != old[2] and not _changed_within(new[2], old[2], level):
-        return False
-    users, o_users = new[0], old[0]
-    if users == o_users:
-        return True
+    for name, o in old.items():
+        if name in _LEVEL_SET and o > level and name not in new:
+            return False
+    for section in ("events", "notifications"):
+        o_map = old.get(section) or _NO_LEVELS
+        n_map = new.get(section) or _NO_LEVELS
+        if o_map != n_map and not _changed_within(n_map, o_map, level):
+            return False
+    o_users = old.get("users") or _NO_LEVELS
+    users = new.get("users") or _NO_LEVELS
     # The users added, removed or changed, found by a set operation on the
     # (user, level) pairs (both maps hold plain ints).
+    if users == o_users:
+        return True
     for uid in {u for u, _ in users.items() ^ o_users.items()}:
         o = o_users.get(uid)
         n = users.get(uid)
@@ -658,13 +652,11 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
     """Rule 9. Contents that are clean (the usual case) are compared with
     plain int comparisons; anything else, and every rejection, goes through
     the rule-by-rule path so its reason is the same."""
-    new = _pl_event_clean(event)
-    if new is not None:
+    if _pl_event_clean(event):
         old_event = auth_state.get(PL_KEY)
         if old_event is None:
             return _accept("9.4", "first power levels event")
-        old = _pl_event_clean(old_event)
-        if old is not None and _pl_changes_allowed(event.sender, new, old, user_level):
+        if _pl_event_clean(old_event) and _pl_changes_allowed(event.sender, event.content, old_event.content, user_level):
             return _OK_9_10
     return _check_power_levels_exact(event, auth_state, user_level, rv)
 
