@@ -27,7 +27,7 @@ Usage::
 
 Always exits 0: it prints figures, ratios to the smallest size (growth) and
 simfed / Synapse in the same run. The auth checks state resolution makes
-while processing the room (counted by wrapping ``check_auth`` in
+while processing the room (counted by wrapping ``auth_checker`` in
 ``simfed.protocol.stateres.v2``) measure the work independently of the
 machine's load.
 """
@@ -104,19 +104,24 @@ def pl_chains(n_events: int, merge_every: int = 10, seed: int = 0) -> list[Event
 
 def _counting_checks(fn):
     """(number of auth checks state resolution made, fn()): a load-independent measure of work."""
-    original = v2.check_auth
+    original = v2.auth_checker
     n = 0
 
-    def counted(*args, **kwargs):
-        nonlocal n
-        n += 1
-        return original(*args, **kwargs)
+    def counting_checker(*args, **kwargs):
+        allowed = original(*args, **kwargs)
 
-    v2.check_auth = counted
+        def counted(event, auth_state):
+            nonlocal n
+            n += 1
+            return allowed(event, auth_state)
+
+        return counted
+
+    v2.auth_checker = counting_checker
     try:
         out = fn()
     finally:
-        v2.check_auth = original
+        v2.auth_checker = original
     return n, out
 
 

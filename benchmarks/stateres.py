@@ -21,11 +21,13 @@ Shapes (one input per cell, generated deterministically from ``--seed``):
   whole chains.
 
 Timed per cell, in this order, each a median of ``--repeats`` (``--big-repeats``
-for cells of 20,000 events or more, the same count for both sides):
+for cells of 20,000 events or more, the same count for both sides), after
+one untimed warm-up call on each side:
 
 * simfed: ``resolve_state("v2", state_sets, events, compat="synapse",
   rejected=...)`` with no ``auth_chains`` argument, so every call builds a
-  fresh ``AuthChainIndex`` and nothing is cached between repeats;
+  fresh ``AuthChainIndex``, and with the ``check_auth`` memo cleared before
+  each call: nothing is cached between repeats;
 * Synapse: ``benchmarks/_oracle_stateres.py`` in the oracle venv times
   ``synapse_oracle.resolve_state(rv, events, state_sets, mode="persisted")``
   (Synapse's ``v2.resolve_events_with_store`` over an in-memory store whose
@@ -65,6 +67,7 @@ sys.path.insert(0, REPO)  # for tests/roomgen.py
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from simfed.protocol import AuthChainIndex, auth_chain_difference, process_room, resolve_state  # noqa: E402
+from simfed.protocol.auth import clear_auth_memo  # noqa: E402
 from simfed.protocol.stateres import separate  # noqa: E402
 from tests.roomgen import generate_room  # noqa: E402
 
@@ -121,7 +124,9 @@ def make_cell(shape: str, n: int, seed: int, members: int, cache: str | None):
 def simfed_time(state_sets, events_map, rejected, repeats: int):
     """(median wall seconds, median CPU seconds, resolved state)."""
     times, cpu, out = [], [], None
+    resolve_state("v2", state_sets, events_map, "11", compat="synapse", rejected=rejected)  # warm-up, untimed
     for _ in range(repeats):
+        clear_auth_memo()  # no check_auth answer from an earlier repeat (or from making the input)
         t0, c0 = time.perf_counter(), time.process_time()
         out = resolve_state("v2", state_sets, events_map, "11", compat="synapse", rejected=rejected)
         times.append(time.perf_counter() - t0)
@@ -131,6 +136,7 @@ def simfed_time(state_sets, events_map, rejected, repeats: int):
 
 def simfed_profile(state_sets, events_map, rejected, top: int) -> str:
     prof = cProfile.Profile()
+    clear_auth_memo()
     prof.enable()
     resolve_state("v2", state_sets, events_map, "11", compat="synapse", rejected=rejected)
     prof.disable()

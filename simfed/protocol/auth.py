@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Callable
 
 from .events import Event
 from .roomversions import RoomVersion, get_room_version
@@ -32,6 +33,7 @@ __all__ = [
     "AuthResult",
     "COMPAT_MODES",
     "StateKey",
+    "auth_checker",
     "auth_events_for",
     "auth_types_for_event",
     "check_auth",
@@ -83,6 +85,18 @@ def _accept(rule: str, reason: str = "allowed") -> AuthResult:
     if res is None:
         res = _ACCEPTED[(rule, reason)] = AuthResult(True, rule, reason)
     return res
+
+
+# The acceptances most events end on, built once (``_accept`` would give
+# these same objects, after a lookup).
+_OK_10 = _accept("10")
+_OK_9_10 = _accept("9.10")
+_OK_4_3_4 = _accept("4.3.4")
+_OK_4_3_6 = _accept("4.3.6")
+_OK_4_4_4 = _accept("4.4.4")
+_OK_4_5_1 = _accept("4.5.1")
+_OK_4_5_4 = _accept("4.5.4")
+_OK_4_6 = _accept("4.6")
 
 
 def _reject(rule: str, reason: str) -> AuthResult:
@@ -267,8 +281,11 @@ _auth_memo: dict[tuple, "AuthResult"] = {}
 
 
 def clear_auth_memo() -> None:
-    """Forget every memoised :func:`check_auth` answer."""
+    """Forget every memoised :func:`check_auth` answer (and what the
+    power-levels rule memoises per event)."""
     _auth_memo.clear()
+    _clean_memo.clear()
+    _valid_uids.clear()
 
 
 def check_auth(
@@ -296,6 +313,38 @@ def check_auth(
     return hit
 
 
+def auth_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec") -> Callable[[Event, Mapping[StateKey, Event]], bool]:
+    """``check_auth(event, auth_state, room_version, compat=compat).allowed``
+    as a function of two arguments, for callers that check many events with
+    the same version and compat (a state resolution), sharing the memo.
+
+    The caller promises that every entry of an auth state is keyed by its
+    event's own ``(type, state_key)``, as auth states built from events are:
+    the events then pin the whole state, so the memo key is the flat tuple
+    (event, version, compat, auth events...), one object instead of a
+    frozenset of item pairs (fewer objects for the garbage collector to
+    track in a resolution of thousands of events). Two orders of the same
+    auth events are two keys of the same answer.
+    """
+    rv = get_room_version(room_version)
+    _check_compat(compat)
+    ident = rv.identifier
+
+    def allowed(event: Event, auth_state: Mapping[StateKey, Event]) -> bool:
+        if not AUTH_MEMO_MAX:
+            return _check_auth(event, auth_state, rv, compat).allowed
+        memo = _auth_memo
+        key = (event, ident, compat, *auth_state.values())
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= AUTH_MEMO_MAX:
+                memo.clear()
+            hit = memo[key] = _check_auth(event, auth_state, rv, compat)
+        return hit.allowed
+
+    return allowed
+
+
 def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
     if event.type == CREATE:
         return _check_create(event, rv)
@@ -310,40 +359,66 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
         if compat == "synapse" and event.type == MEMBER and event.state_key is not None:
             if event.state_key.partition(":")[2] != creator_server:
                 return _reject("3", "the room is not federated and the target is remote")
-    if event.type == MEMBER:
+    etype = event.type
+    if etype == MEMBER:
         return _check_membership(event, auth_state, rv, compat)
-    if _membership_of(auth_state, event.sender) != "join":
+    sender = event.sender
+    sender_member = auth_state.get((MEMBER, sender))
+    if sender_member is None or sender_member.membership != "join":
         return _reject("5", f"{event.sender} is not joined to the room")
-    user_level = get_user_level(event.sender, auth_state, rv)
-    if event.type == THIRD_PARTY_INVITE:
-        invite_level = get_named_level(auth_state, "invite", 0)
-        if user_level >= invite_level:
-            return _accept("6")
-        return _reject("6", f"sender level {user_level} < invite level {invite_level}")
-    send_level = get_send_level(event.type, event.state_key, auth_state.get(PL_KEY))
+    pl = auth_state.get(PL_KEY)
+    pl_clean = pl is not None and _pl_event_clean(pl)
+    if pl_clean and etype != THIRD_PARTY_INVITE:
+        # Every level in a clean content is a plain int: read them directly.
+        c = pl.content
+        users = c.get("users")
+        user_level = users.get(sender) if users else None
+        if user_level is None:
+            user_level = c.get("users_default", 0)
+        levels = c.get("events")
+        if levels and etype in levels:
+            send_level = levels[etype]
+        elif event.state_key is not None:
+            send_level = c.get("state_default", 50)
+        else:
+            send_level = c.get("events_default", 0)
+    else:
+        user_level = get_user_level(sender, auth_state, rv)
+        if etype == THIRD_PARTY_INVITE:
+            invite_level = get_named_level(auth_state, "invite", 0)
+            if user_level >= invite_level:
+                return _accept("6")
+            return _reject("6", f"sender level {user_level} < invite level {invite_level}")
+        send_level = get_send_level(etype, event.state_key, pl)
     if send_level > user_level:
         return _reject("7", f"sending {event.type} needs level {send_level}; {event.sender} has {user_level}")
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
         return _reject("8", f"state_key {event.state_key!r} names another user")
-    if event.type == POWER_LEVELS:
+    if etype == POWER_LEVELS:
+        if pl_clean and _pl_event_clean(event) and _pl_changes_allowed(sender, event.content, pl.content, user_level):
+            return _OK_9_10
         return _check_power_levels(event, auth_state, user_level, rv)
-    return _accept("10")
+    return _OK_10
 
 
 def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
     target = event.state_key
-    membership = event.content.get("membership")
-    if target is None or "membership" not in event.content:
+    content = event.content
+    membership = content.get("membership")
+    if target is None or "membership" not in content:
         return _reject("4.1", "membership event without state_key or content.membership")
-    via = event.content.get("join_authorised_via_users_server")
+    via = content.get("join_authorised_via_users_server")
     if via is not None and (compat == "spec" or membership == "join"):
         via_server = via.partition(":")[2] if isinstance(via, str) else ""
         if not via_server or not event.signatures.get(via_server):
             return _reject("4.2", f"not signed by the authorising server of {via!r}")
     sender = event.sender
-    sender_m = _membership_of(auth_state, sender)
-    target_m = _membership_of(auth_state, target)
-    jr_event = auth_state.get(JR_KEY)
+    get = auth_state.get
+    m_event = get((MEMBER, sender))
+    sender_m = None if m_event is None else m_event.membership
+    m_event = m_event if target == sender else get((MEMBER, target))
+    target_m = None if m_event is None else m_event.membership
+    jr_event = get(JR_KEY)
     if jr_event is not None:
         join_rule = jr_event.content.get("join_rule")
     else:
@@ -364,7 +439,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
             return _reject("4.3.3", f"{sender} is banned")
         if join_rule in ("invite", "knock"):
             if sender_m in ("invite", "join"):
-                return _accept("4.3.4")
+                return _OK_4_3_4
             return _reject("4.3.4", f"join rule is {join_rule} and {sender} is not invited")
         if join_rule in ("restricted", "knock_restricted"):
             if sender_m in ("invite", "join"):
@@ -377,7 +452,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
                 return _reject("4.3.5", f"authorising user {via} may not invite")
             return _accept("4.3.5", "restricted join authorised")
         if join_rule == "public":
-            return _accept("4.3.6")
+            return _OK_4_3_6
         return _reject("4.3.7", f"join rule {join_rule!r} does not allow joining")
 
     if membership == "invite":
@@ -391,13 +466,13 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         user_level = get_user_level(sender, auth_state, rv)
         invite_level = get_named_level(auth_state, "invite", 0)
         if user_level >= invite_level:
-            return _accept("4.4.4")
+            return _OK_4_4_4
         return _reject("4.4.4", f"sender level {user_level} < invite level {invite_level}")
 
     if membership == "leave":
         if sender == target:
             if sender_m in ("invite", "join", "knock"):
-                return _accept("4.5.1")
+                return _OK_4_5_1
             return _reject("4.5.1", f"{sender} cannot leave from membership {sender_m!r}")
         if sender_m != "join":
             return _reject("4.5.2", f"{sender} is not joined")
@@ -407,7 +482,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         kick_level = get_named_level(auth_state, "kick", 50)
         target_level = get_user_level(target, auth_state, rv)
         if user_level >= kick_level and target_level < user_level:
-            return _accept("4.5.4")
+            return _OK_4_5_4
         return _reject("4.5.5", f"{sender} (level {user_level}) may not kick {target} (level {target_level}, kick {kick_level})")
 
     if membership == "ban":
@@ -417,7 +492,7 @@ def _check_membership(event: Event, auth_state: Mapping[StateKey, Event], rv: Ro
         ban_level = get_named_level(auth_state, "ban", 50)
         target_level = get_user_level(target, auth_state, rv)
         if user_level >= ban_level and target_level < user_level:
-            return _accept("4.6")
+            return _OK_4_6
         return _reject("4.6", f"{sender} (level {user_level}) may not ban {target} (level {target_level}, ban {ban_level})")
 
     if membership == "knock":
@@ -478,7 +553,115 @@ def _check_third_party_invite(event: Event, tpi: Any, target_m: str | None, auth
     return _reject("4.4.1", "no valid signature on the third-party invite")
 
 
+_LEVEL_SET = frozenset(_LEVEL_NAMES)
+_INT_ONLY = frozenset((int,))
+_NO_LEVELS: Mapping[str, int] = MappingProxyType({})
+
+
+#: ``_pl_clean`` answers by power-levels event (a pure function of its
+#: content, which the interned event pins), cleared with the auth memo: in
+#: a resolution each power-levels event is read as the new content once and
+#: as the old content of every later one checked against it.
+_clean_memo: dict[Event, bool] = {}
+
+
+def _pl_event_clean(event: Event) -> bool:
+    hit = _clean_memo.get(event)
+    if hit is None:
+        if len(_clean_memo) >= AUTH_MEMO_MAX:
+            _clean_memo.clear()
+            _valid_uids.clear()
+        hit = _pl_clean(event.content)
+        if AUTH_MEMO_MAX:
+            _clean_memo[event] = hit
+    return hit
+
+
+#: User IDs seen to have the shape rule 9.3 asks for (kept with ``_clean_memo``).
+_valid_uids: set[str] = set()
+
+
+def _pl_clean(c: Mapping[str, Any]) -> bool:
+    """Power-levels content whose every level is a plain int and every user
+    ID looks like one: it passes rules 9.1-9.3, and its values compare as
+    the ints ``_int`` would read. False means "not sure", never "invalid"."""
+    for name, v in c.items():
+        if name in _LEVEL_SET:
+            if type(v) is not int:
+                return False
+        elif name == "users":
+            if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
+                return False
+            if not _valid_uids.issuperset(v):
+                for uid in v:
+                    if not (type(uid) is str and uid.startswith("@") and ":" in uid):
+                        return False
+                if AUTH_MEMO_MAX:
+                    _valid_uids.update(v)
+        elif name == "events" or name == "notifications":
+            if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
+                return False
+    return True
+
+
+def _changed_within(new: Mapping[str, int], old: Mapping[str, int], level: int) -> bool:
+    """Rules 9.5-9.7 on one map of int levels: every added, removed or
+    changed entry has old and new values at most ``level``."""
+    for k, n in new.items():
+        o = old.get(k)
+        if o != n and (n > level or (o is not None and o > level)):
+            return False
+    for k, o in old.items():
+        if o > level and k not in new:
+            return False
+    return True
+
+
+def _pl_changes_allowed(sender: str, new: Mapping[str, Any], old: Mapping[str, Any], level: int) -> bool:
+    """Rules 9.5-9.9 for two clean contents (see ``_pl_clean``)."""
+    for name, n in new.items():
+        if name in _LEVEL_SET:
+            o = old.get(name)
+            if o != n and (n > level or (o is not None and o > level)):
+                return False
+    for name, o in old.items():
+        if name in _LEVEL_SET and o > level and name not in new:
+            return False
+    for section in ("events", "notifications"):
+        o_map = old.get(section) or _NO_LEVELS
+        n_map = new.get(section) or _NO_LEVELS
+        if o_map != n_map and not _changed_within(n_map, o_map, level):
+            return False
+    o_users = old.get("users") or _NO_LEVELS
+    users = new.get("users") or _NO_LEVELS
+    # The users added, removed or changed, found by a set operation on the
+    # (user, level) pairs (both maps hold plain ints).
+    if users == o_users:
+        return True
+    for uid in {u for u, _ in users.items() ^ o_users.items()}:
+        o = o_users.get(uid)
+        n = users.get(uid)
+        if o is not None and (o > level or (o == level and uid != sender)):
+            return False
+        if n is not None and n > level:
+            return False
+    return True
+
+
 def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
+    """Rule 9. Contents that are clean (the usual case) are compared with
+    plain int comparisons; anything else, and every rejection, goes through
+    the rule-by-rule path so its reason is the same."""
+    if _pl_event_clean(event):
+        old_event = auth_state.get(PL_KEY)
+        if old_event is None:
+            return _accept("9.4", "first power levels event")
+        if _pl_event_clean(old_event) and _pl_changes_allowed(event.sender, event.content, old_event.content, user_level):
+            return _OK_9_10
+    return _check_power_levels_exact(event, auth_state, user_level, rv)
+
+
+def _check_power_levels_exact(event: Event, auth_state: Mapping[StateKey, Event], user_level: int, rv: RoomVersion) -> AuthResult:
     # Plain dict copies: ``.get`` on a read-only mapping proxy is several
     # times slower, and this runs once per power-levels event resolved.
     new = dict(event.content)
@@ -533,4 +716,4 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
             return _reject("9.8", f"users.{uid}: old value {o} exceeds the sender's level {L}")
         if uid in users and n > L:
             return _reject("9.9", f"users.{uid}: new value {n} exceeds the sender's level {L}")
-    return _accept("9.10")
+    return _OK_9_10

@@ -62,3 +62,28 @@ def test_union_chain_leaves_out_what_is_known():
         before = set(known)
         assert index.union_chain([b], known) == closure([b], by_id) - closure([a], by_id)
         assert known == before  # never changed
+
+
+def test_masked_walk_needs_depths_in_auth_order():
+    """The one-walk difference trusts ``depth`` only to order its walk: an
+    auth event not shallower than its citer makes it give up (None), and
+    auth_chain_difference then walks set by set, with the same answer."""
+    from types import SimpleNamespace
+
+    from simfed.protocol import authchain
+
+    def graph(depths):
+        # c <- b <- a (a cites b, b cites c), plus x citing c; four sets.
+        edges = {"a": ("b",), "b": ("c",), "c": (), "x": ("c",)}
+        return {k: SimpleNamespace(event_id=k, auth_events=v, depth=depths[k]) for k, v in edges.items()}
+
+    sets = [["a"], ["x"], ["a", "x"], ["b"]]
+    good = graph({"a": 3, "b": 2, "c": 1, "x": 2})
+    bad = graph({"a": 1, "b": 2, "c": 3, "x": 2})  # auth events deeper than their citers
+    groups = [list(s) for s in sets]
+    assert authchain._masked_difference(groups, good.get, set(), True) == {"a", "b", "x"}
+    assert authchain._masked_difference(groups, bad.get, set(), True) is None
+    for by_id in (good, bad):
+        for synapse in (False, True):
+            got = auth_chain_difference(sets, AuthChainIndex(by_id), include_state_events=synapse)
+            assert got == reference(sets, by_id, synapse)

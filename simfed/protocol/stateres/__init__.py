@@ -130,7 +130,31 @@ def conflicted_keys(state_sets: Sequence[StateMap]) -> set:
 def separate(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str, str], set[str]]]:
     """Split into unconflicted state and conflicted candidates (v2 rules:
     a key missing from some set is conflicted)."""
+    if len(state_sets) > 2:
+        return _separate_many(state_sets)
     keys = conflicted_keys(state_sets)
     unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
     conflicted = {k: {s[k] for s in state_sets if k in s} for k in keys}
     return unconflicted, conflicted
+
+
+def _separate_many(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str, str], set[str]]]:
+    """``separate`` for three sets or more: the distinct (key, event) pairs
+    of all sets, gathered by one C set union, grouped by key; a key is
+    conflicted if it has two events or some set lacks it."""
+    pairs = set().union(*[s.items() for s in state_sets])
+    cands: dict[tuple[str, str], set[str]] = {}
+    multi = set()
+    for k, v in pairs:
+        c = cands.get(k)
+        if c is None:
+            cands[k] = {v}
+        else:
+            c.add(v)
+            multi.add(k)
+    shared = state_sets[0].keys() & state_sets[1].keys()
+    for s in state_sets[2:]:
+        shared &= s.keys()
+    keys = multi | (cands.keys() - shared)
+    unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
+    return unconflicted, {k: cands[k] for k in keys}

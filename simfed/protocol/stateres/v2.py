@@ -26,9 +26,10 @@ previously rejected (item 5)  considered again         skipped
 
 from __future__ import annotations
 
-from typing import Container, Iterable, Mapping, Sequence
+import heapq
+from typing import Container, Iterable, Iterator, Mapping, Sequence
 
-from ..auth import PL_KEY, StateKey, _creator, _is_map, auth_types_for_event, check_auth
+from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
 from ..authchain import auth_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -37,43 +38,42 @@ from . import ResolutionContext, StateMap, register, separate
 __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
+_MEMBER = "m.room.member"
 
 
 def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
-    if ev.state_key is None:
+    sk = ev.state_key
+    if sk is None:
         return False
-    if ev.type in _POWER_TYPES and ev.state_key == "":
+    t = ev.type
+    if sk == "" and (t in _POWER_TYPES or (include_create and t == "m.room.create")):
         return True
-    if include_create and ev.type == "m.room.create" and ev.state_key == "":
-        return True
-    if ev.type == "m.room.member" and ev.membership in ("leave", "ban") and ev.sender != ev.state_key:
-        return True
-    return False
+    return t == _MEMBER and ev.membership in ("leave", "ban") and ev.sender != sk
 
 
 def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
-    pl = create = None
+    """The sender's power level by the power levels among ``ev``'s auth
+    events (the creator's 100 without one)."""
     get = events.get
     for aid in ev.auth_events:
         a = get(aid)
-        if a is None or a.state_key != "":
-            continue
-        if a.type == "m.room.power_levels":
-            pl = a
-            break
-        if a.type == "m.room.create" and create is None:
-            create = a
-    if pl is None:
-        return 100 if create is not None and _creator(create, ctx.room_version) == ev.sender else 0
-    content = pl.content
-    users = content.get("users")
-    level = users.get(ev.sender) if _is_map(users) else None
-    if level is None:
-        level = content.get("users_default", 0)
-    try:
-        return int(level)
-    except (TypeError, ValueError):
-        return 0
+        if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
+            content = a.content
+            users = content.get("users")
+            level = users.get(ev.sender) if type(users) is dict or _is_map(users) else None
+            if level is None:
+                level = content.get("users_default", 0)
+            if type(level) is int:
+                return level
+            try:
+                return int(level)
+            except (TypeError, ValueError):
+                return 0
+    for aid in ev.auth_events:
+        a = get(aid)
+        if a is not None and a.type == "m.room.create" and a.state_key == "":
+            return 100 if _creator(a, ctx.room_version) == ev.sender else 0
+    return 0
 
 
 def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list[str]:
@@ -85,17 +85,7 @@ def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list
 
 
 def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext) -> list[str]:
-    preds: dict[str, set[str]] = {}
-    if ctx.compat == "synapse":
-        stack = list(power)
-        while stack:
-            eid = stack.pop()
-            if eid in preds:
-                continue
-            ps = {a for a in events[eid].auth_events if a in full}
-            preds[eid] = ps
-            stack.extend(a for a in ps if a not in preds)
-    else:
+    if ctx.compat != "synapse":
         # The power events and the F-events in their auth chains, each after
         # its ancestors among them. Nearest ancestors have the same closure
         # as whole chains (so the same order), in linear time.
@@ -103,15 +93,75 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         assert chains is not None
         nodes = set(power) | (chains.union_chain(power) & full)
         preds = chains.nearest_ancestors(nodes)
-    keys = {}
-    for n in preds:
-        ev = events[n]
-        keys[n] = (-_sender_level(ev, events, ctx), ev.origin_server_ts, n)
-    return _topo_sort(preds, preds, keys.__getitem__)
+        keys = {n: (-_sender_level(events[n], events, ctx), events[n].origin_server_ts, n) for n in preds}
+        return _topo_sort(preds, preds, keys.__getitem__)
+    out: list[str] = []
+    for _ in _kahn(power, full, events, ctx, out):
+        pass
+    return out
+
+
+def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext,
+          out: list[str]) -> Iterator[str]:
+    """The power order of ``compat="synapse"``, yielded node by node (and
+    appended to ``out``), so that the replay can check each event while its
+    data is still in the processor's caches, before the order goes on.
+
+    Kahn's algorithm over the power events and their F-ancestors through
+    auth edges within F: each node after its parents among them, ready
+    nodes by (-sender level, ts, ID); the same order as ``toposort`` (a
+    repeated parent is counted and released twice, so it acts once). A
+    node's children are one ID or, from the second, a list: few objects.
+    Raises ValueError, at the end, if the graph has a cycle.
+    """
+    remaining: dict[str, int] = {}
+    children: dict[str, str | list[str]] = {}
+    heap: list[tuple[int, int, str]] = []
+    stack = list(power)
+    pop_stack, push_stack = stack.pop, stack.append
+    while stack:
+        eid = pop_stack()
+        if eid in remaining:
+            continue
+        ev = events[eid]
+        count = 0
+        for a in ev.auth_events:
+            if a in full:
+                count += 1
+                c = children.get(a)
+                if c is None:
+                    children[a] = eid
+                elif type(c) is str:
+                    children[a] = [c, eid]
+                else:
+                    c.append(eid)
+                if a not in remaining:
+                    push_stack(a)
+        remaining[eid] = count
+        if not count:
+            heap.append((-_sender_level(ev, events, ctx), ev.origin_server_ts, eid))
+    heapq.heapify(heap)
+    push, pop, append = heapq.heappush, heapq.heappop, out.append
+    get_children = children.get
+    while heap:
+        n = pop(heap)[2]
+        append(n)
+        yield n
+        c = get_children(n)
+        if c is None:
+            continue
+        for s in (c,) if type(c) is str else c:
+            r = remaining[s] - 1
+            remaining[s] = r
+            if not r:
+                ev = events[s]
+                push(heap, (-_sender_level(ev, events, ctx), ev.origin_server_ts, s))
+    if len(out) != len(remaining):
+        raise ValueError("the auth graph of the conflicted events has a cycle")
 
 
 def iterative_auth_checks(
-    order: Sequence[str],
+    order: Iterable[str],
     base: Mapping[StateKey, str],
     events: Mapping[str, Event],
     ctx: ResolutionContext,
@@ -120,10 +170,21 @@ def iterative_auth_checks(
     the auth rules against its auth events overlaid with the state so far."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
-    rv = ctx.room_version
     compat = ctx.compat
     skip_rejected = compat == "synapse"
+    allowed = auth_checker(ctx.room_version, compat=compat)
     get = events.get
+    # The events the state so far names that may serve as auth events (not
+    # rejected, known), kept beside it: one lookup per auth type.
+    live: dict[StateKey, Event] = {}
+    for k, v in resolved.items():
+        if v not in rejected:
+            cur_ev = get(v)
+            if cur_ev is not None:
+                live[k] = cur_ev
+    live_get = live.get
+    # Per replay: the auth types of a non-member event by sender.
+    types_by_sender: dict[str, tuple[StateKey, ...]] = {}
     n_checks = 0
     for eid in order:
         if skip_rejected and eid in rejected:
@@ -131,22 +192,34 @@ def iterative_auth_checks(
         ev = events[eid]
         auth: dict[StateKey, Event] = {}
         for aid in ev.auth_events:
-            if aid in rejected:
-                continue
-            a = get(aid)
-            if a is not None:
-                sk = a.state_key
-                if sk is not None:
-                    auth[(a.type, sk)] = a
-        for k in auth_types_for_event(ev.type, ev.state_key, ev.sender, ev.content):
-            cur = resolved.get(k)
-            if cur is not None and cur not in rejected:
-                cur_ev = get(cur)
-                if cur_ev is not None:
-                    auth[k] = cur_ev
+            if aid not in rejected:
+                a = get(aid)
+                if a is not None:
+                    sk = a.state_key
+                    if sk is not None:
+                        auth[(a.type, sk)] = a
+        etype = ev.type
+        if etype == _MEMBER:
+            types: Iterable[StateKey] = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
+        elif etype == "m.room.create":
+            types = ()
+        else:
+            sender = ev.sender
+            types = types_by_sender.get(sender)
+            if types is None:
+                types = types_by_sender[sender] = (CREATE_KEY, PL_KEY, (_MEMBER, sender))
+        for k in types:
+            cur_ev = live_get(k)
+            if cur_ev is not None:
+                auth[k] = cur_ev
         n_checks += 1
-        if check_auth(ev, auth, rv, compat=compat).allowed:
-            resolved[(ev.type, ev.state_key)] = eid
+        if allowed(ev, auth):
+            key = (etype, ev.state_key)
+            resolved[key] = eid
+            if eid in rejected:  # spec mode re-admits it, but never as an auth event
+                live.pop(key, None)
+            else:
+                live[key] = ev
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
 
@@ -160,6 +233,9 @@ def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
 
 
 def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, Event]) -> list[str]:
+    ids = list(ids)
+    if len(ids) < 2:
+        return ids
     mainline: list[str] = []
     cur = events.get(pl_id) if pl_id is not None else None
     while cur is not None:
@@ -186,7 +262,6 @@ def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, 
             memo[s] = result
         return result
 
-    ids = list(ids)
     keys = {e: (depth(events[e]), events[e].origin_server_ts, e) for e in ids}
     ids.sort(key=keys.__getitem__)
     return ids
@@ -202,16 +277,26 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
     diff = auth_chain_difference(
         [s.values() for s in state_sets], chains, include_state_events=ctx.compat == "synapse"
     )
-    full: set[str] = set(diff)
-    for cands in conflicted.values():
-        full |= cands
-    full = {e for e in full if e in events}
+    diff.update(*conflicted.values())
     synapse = ctx.compat == "synapse"
-    power = [e for e in full if is_power_event(events[e], include_create=synapse)]
-    power_sorted = _power_order(power, full, events, ctx)
-    resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
-    done = set(power_sorted)
-    rest = _mainline_order((e for e in full if e not in done), resolved.get(PL_KEY), events)
+    # The full conflicted set (the events known) and its power events, with
+    # one lookup per event.
+    full: set[str] = set()
+    power: list[str] = []
+    add_full, add_power, get = full.add, power.append, events.get
+    for e in diff:
+        ev = get(e)
+        if ev is not None:
+            add_full(e)
+            if is_power_event(ev, include_create=synapse):
+                add_power(e)
+    if synapse:  # ordered as replayed
+        power_sorted: list[str] = []
+        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx)
+    else:
+        power_sorted = _power_order(power, full, events, ctx)
+        resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
+    rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
     resolved = iterative_auth_checks(rest, resolved, events, ctx)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)

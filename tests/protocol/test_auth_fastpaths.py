@@ -1,0 +1,96 @@
+"""The power-levels fast paths of ``check_auth`` (clean contents read and
+compared as plain ints, memoised per event) give exactly the answers of the
+rule-by-rule path: same allowed, rule and reason, on random power-levels
+contents, clean or not, and on the events checked against them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simfed.protocol import auth
+from simfed.protocol.auth import check_auth, clear_auth_memo
+
+from test_auth_rules import A, B, C, room
+
+USERS = [A, B, C, A, B, C, "@x:y", "bad", "@nocolon"]
+INT = st.sampled_from([-1, 0, 50, 51, 100, 101])  # few values: equal levels are frequent
+LEVEL = st.one_of(INT, st.sampled_from([True, False, None, "50", " 7", "x", [1]]))
+NAMES = list(auth._LEVEL_NAMES)
+
+
+def pl_content(draw_levels) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            **{n: draw_levels for n in NAMES},
+            "users": st.dictionaries(st.sampled_from(USERS), draw_levels, max_size=4),
+            "events": st.dictionaries(st.sampled_from(["m.room.topic", "m.room.power_levels", "x"]),
+                                      draw_levels, max_size=3),
+            "notifications": st.dictionaries(st.just("room"), draw_levels, max_size=1),
+        },
+    )
+
+
+CONTENT = st.one_of(pl_content(INT), pl_content(INT), pl_content(INT), pl_content(LEVEL))  # mostly clean
+
+
+def slow(ev, state, compat):
+    """check_auth with every fast path off (no memo, no clean contents)."""
+    saved = auth._pl_clean, auth.AUTH_MEMO_MAX
+    auth._pl_clean = lambda c: None
+    auth.AUTH_MEMO_MAX = 0
+    clear_auth_memo()
+    try:
+        return check_auth(ev, state, "11", compat=compat)
+    finally:
+        auth._pl_clean, auth.AUTH_MEMO_MAX = saved
+        clear_auth_memo()
+
+
+# Boundaries of each comparison (the random contents rarely meet all of a
+# rule's conditions at once): (old, new, sender, sender level).
+BOUNDARIES = [
+    ({"users": {B: 100}}, {"users": {B: 50}}, A, 100),  # 9.8: another user at the sender's level
+    ({"users": {B: 100}}, {"users": {}}, A, 100),  # ... removed
+    ({"users": {}}, {"users": {A: 50}}, A, 100),  # the sender lowers itself
+    ({"users": {B: 50}}, {"users": {B: 101}}, A, 100),  # 9.9: above the sender
+    ({"users": {B: 50}}, {"users": {B: 100}}, A, 100),  # up to the sender's level
+    ({"ban": 101}, {}, A, 100),  # 9.5: a named level above the sender removed
+    ({"ban": 100}, {}, A, 100),
+    ({}, {"kick": 101}, A, 100),
+    ({"events": {"x": 101}}, {"events": {}}, A, 100),  # 9.6: an event level removed
+    ({"events": {"x": 100}}, {"events": {}}, A, 100),
+    ({"events": {"x": 101}}, {"events": {"x": 50}}, A, 100),  # ... lowered from above the sender
+    ({"ban": 101}, {"ban": 50}, A, 100),
+    ({"users": {B: 101}}, {"users": {B: 50}}, A, 100),
+    ({"events": {}}, {"events": {"x": 101}}, A, 100),  # 9.7
+    ({"users_default": 60}, {"users_default": 60, "users": {B: 0}}, A, None),  # sender at users_default
+    ({"users_default": 49}, {"users_default": 49, "users": {B: 0}}, A, None),  # below state_default
+    ({"state_default": 0, "users_default": 1}, {"state_default": 0}, B, None),
+]
+
+
+@pytest.mark.parametrize("old,new,sender,sender_level", BOUNDARIES)
+def test_power_levels_fast_path_boundaries(old, new, sender, sender_level):
+    for compat in ("spec", "synapse"):
+        test_power_levels_fast_path_is_exact.hypothesis.inner_test(old, new, sender, sender_level, compat)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(old=CONTENT, new=CONTENT, sender=st.sampled_from([A, B, C]), sender_level=st.one_of(st.none(), INT),
+       compat=st.sampled_from(["spec", "synapse"]))
+def test_power_levels_fast_path_is_exact(old, new, sender, sender_level, compat):
+    r = room(members={B: "join", C: "join"})
+    if sender_level is not None:  # else the sender's level is users_default's
+        old = {**old, "users": {**(old.get("users") or {}), sender: sender_level}}
+    r.put("m.room.power_levels", A, old)
+    for ev in (r.new("m.room.power_levels", sender, new, ""),
+               r.new("m.room.topic", sender, {"topic": "t"}, ""),
+               r.new("m.room.message", sender, {"body": "b"}, None),
+               r.new("x", sender, {}, "")):
+        clear_auth_memo()
+        fast = check_auth(ev, r.state, "11", compat=compat)
+        again = check_auth(ev, r.state, "11", compat=compat)  # memoised
+        assert fast == again == slow(ev, r.state, compat)
