@@ -56,13 +56,23 @@ class Decision:
 
 _OK = Decision(ACCEPTED)
 
+#: a set of event IDs as a memo key: sorted, without repeats (a tuple is a
+#: quarter of a frozenset's memory, and servers keep a thousand of them)
+PrevKey = tuple[str, ...]
+
+
+def prev_key(ids: Iterable[str]) -> PrevKey:
+    """The memo key of a set of event IDs."""
+    return tuple(sorted(set(ids)))
+
+
 class _Owed:
     """A resolution (of the states after ``key``) counted as work done but
     not computed yet."""
 
     __slots__ = ("key",)
 
-    def __init__(self, key: frozenset[str]) -> None:
+    def __init__(self, key: "PrevKey") -> None:
         self.key = key
 
 
@@ -90,7 +100,7 @@ class SharedStateMemo:
 
     def __init__(self) -> None:
         #: resolutions of prev sets: (resolved state, conflicted events counted)
-        self.before: "OrderedDict[frozenset[str], tuple[dict[StateKey, str], int]]" = OrderedDict()
+        self.before: "OrderedDict[PrevKey, tuple[dict[StateKey, str], int]]" = OrderedDict()
         #: the same keyed by the identities of the distinct state maps
         #: resolved (the maps are kept in the value, so identities stay valid)
         self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
@@ -143,9 +153,9 @@ class RoomState:
         self.events: Mapping[str, Event] = self.graph.held
         self.status: dict[str, Decision] = {}
         self._after: dict[str, dict[StateKey, str]] = {}
-        self._before_memo: "OrderedDict[frozenset[str], dict[StateKey, str] | _Owed]" = OrderedDict()
+        self._before_memo: "OrderedDict[PrevKey, dict[StateKey, str] | _Owed]" = OrderedDict()
         #: keys of resolutions counted in the memo but not computed yet
-        self._owed: set[frozenset[str]] = set()
+        self._owed: set[PrevKey] = set()
         self.forward_extremities: set[str] = set()
         self._current: dict[StateKey, str] | None = {}
         self.rejected: dict[str, str] = {}
@@ -210,14 +220,14 @@ class RoomState:
             return {}
         if len(prevs) == 1:
             return self._after[prevs[0]]
-        key = frozenset(prevs)
+        key = prev_key(prevs)
         hit = self._local(key)
         if hit is None:
             hit = self._resolve_shared(key)
             self._remember_local(key, hit)
         return hit
 
-    def _local(self, key: frozenset[str]) -> dict[StateKey, str] | None:
+    def _local(self, key: "PrevKey") -> dict[StateKey, str] | None:
         """The local memo's resolution of ``key``, computed now if it was
         only counted (:meth:`count_current_state`)."""
         hit = self._before_memo.get(key)
@@ -235,21 +245,21 @@ class RoomState:
         if type(self._current) is _Owed:
             self.current_state()
 
-    def _remember_local(self, key: frozenset[str], value: dict[StateKey, str]) -> None:
+    def _remember_local(self, key: "PrevKey", value: "dict[StateKey, str] | _Owed") -> None:
         memo = self._before_memo
         memo[key] = value
         if len(memo) > 1024:
             old, _ = memo.popitem(last=False)
             self._owed.discard(old)
 
-    def _distinct_after(self, key: frozenset[str]) -> list[StateMapT]:
+    def _distinct_after(self, key: "PrevKey") -> list[StateMapT]:
         """The distinct state maps after ``key``'s events (the same object
         once: non-state events share their parents' maps, and canonical maps
         are shared between servers)."""
-        sets = [self._after[p] for p in sorted(key)]
+        sets = [self._after[p] for p in key]
         return list({id(m): m for m in sets}.values())
 
-    def _resolve_shared(self, key: frozenset[str], *, count: bool = True) -> dict[StateKey, str]:
+    def _resolve_shared(self, key: "PrevKey", *, count: bool = True) -> dict[StateKey, str]:
         """Resolve the states after ``key``'s events, shared when canonical.
 
         Identical state maps are resolved once; a single distinct map is the
@@ -347,7 +357,7 @@ class RoomState:
             elif len(fwd) == 1:
                 cur = self._after[fwd[0]]
             else:
-                key = frozenset(fwd)
+                key = tuple(fwd)
                 cur = self._local(key)
                 if cur is None:
                     cur = self._resolve_shared(key)
@@ -372,7 +382,7 @@ class RoomState:
             # enter the resolution: compute it now, with what is held now.
             self.current_state()
             return
-        key = frozenset(fwd)
+        key = prev_key(fwd)
         hit = self._before_memo.get(key)
         if hit is not None:
             self._current = hit
