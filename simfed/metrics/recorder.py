@@ -220,12 +220,45 @@ TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 _ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
 
 
-def _new_column(kind: str) -> list | array:
+class _Codes:
+    """A categorical column as it is recorded: each distinct value once and
+    a 4-byte code per row (a list held an 8-byte reference per row)."""
+
+    __slots__ = ("codes", "values", "index")
+
+    def __init__(self) -> None:
+        self.codes = array("i")
+        self.values: list = []
+        self.index: dict = {}
+
+    def append(self, value: object) -> None:
+        i = self.index.get(value)
+        if i is None:
+            i = self.index[value] = len(self.values)
+            self.values.append(value)
+        self.codes.append(i)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def to_objects(self) -> np.ndarray:
+        """The column's values, one per row."""
+        values = np.empty(len(self.values), dtype=object)
+        for i, v in enumerate(self.values):
+            values[i] = v  # one by one: a tuple value stays one value
+        return values[np.frombuffer(self.codes, dtype="i")] if len(self.codes) else values[:0]
+
+
+def _new_column(kind: str) -> list | array | _Codes:
+    if kind == "cat":
+        return _Codes()
     code = _ARRAY_CODES.get(kind)
     return [] if code is None else array(code)
 
 
-def _column(values: list | array, kind: str, n: int) -> pd.Series | pd.Categorical:
+def _column(values: list | array | _Codes, kind: str, n: int) -> pd.Series | pd.Categorical:
+    if isinstance(values, _Codes):
+        values = values.to_objects()
     if kind == "cat":
         cat = pd.Categorical(values)
         cats = cat.categories
