@@ -161,7 +161,9 @@ class _Persisted:
 class _Queue:
     """In-memory state per destination (lost on crash)."""
 
-    pdus: deque[tuple[Any, str, int, int]] = field(default_factory=deque)
+    #: the PDUs waiting, oldest first: an empty tuple while there are none
+    #: (an empty deque is ~600 bytes, and a server has a queue per server)
+    pdus: "deque[tuple[Any, str, int, int]] | tuple[()]" = ()
     edus: dict[Any, tuple[Any, int]] = field(default_factory=dict)
     running: bool = False
     catching_up: bool = False
@@ -217,6 +219,8 @@ class FederationSender:
         # (Synapse's send_pdu: queue unless catching up with a known last
         # successful stream ordering).
         if not q.catching_up or p.last_sent is None:
+            if not q.pdus:
+                q.pdus = deque()
             q.pdus.append((pdu, room_id, size, self._gen))
         self._wake(destination)
 
@@ -360,7 +364,7 @@ class FederationSender:
         self._start_sweep(self.config.catchup_sweep_ms)
 
     def _start_catching_up(self, destination: str, q: _Queue) -> None:
-        q.pdus.clear()
+        q.pdus = ()
         if not q.catching_up:
             q.catching_up = True
             self._emit(destination, "catchup_start", {})
@@ -424,6 +428,8 @@ class FederationSender:
                     q.pdus.popleft()
                     if dirty.get(room_id) == gen:
                         del dirty[room_id]
+                if not q.pdus:
+                    q.pdus = ()
         finally:
             q.running = False
 
