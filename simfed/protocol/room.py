@@ -22,7 +22,7 @@ from .authchain import AuthChainIndex
 from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
-from .stateres import conflicted_keys, get_resolver, resolve_state
+from .stateres import get_resolver, resolve_state
 from .toposort import CycleError, toposort
 
 __all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "conflicted_size", "process_room"]
@@ -612,11 +612,16 @@ def conflicted_size(state_sets: Sequence[StateMapT]) -> int:
     those of every key that not all sets map to the same event."""
     if len(state_sets) < 2:
         return 0
-    keys = conflicted_keys(state_sets)
-    ids: set[str] = set()
-    for s in state_sets:
-        ids.update(s[k] for k in keys if k in s)
-    return len(ids)
+    # The (key, event) pairs where some set differs from the first are
+    # exactly the pairs of the conflicted keys, in every set: a conflicted
+    # key has a set that disagrees with the first, and each set's value of
+    # it either differs from the first's or is the first's. Set operations
+    # on the item views, in C.
+    first = state_sets[0].items()
+    pairs: set = set()
+    for s in state_sets[1:]:
+        pairs |= first ^ s.items()
+    return len({eid for _, eid in pairs})
 
 
 # -- offline processing ---------------------------------------------------------

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builders import RoomBuilder, worked_example
 from simfed.protocol import RoomInputError, RoomState, causal_order, process_room
+from simfed.protocol.room import conflicted_size
 
 A, B, C = "@alice:a", "@bob:b", "@carol:c"
 TOPIC = ("m.room.topic", "")
@@ -343,3 +346,12 @@ def test_conflicted_size_matches_its_definition(seed):
     if rnd.random() < 0.3:
         sets.append(sets[0])  # the same map twice, as servers share maps
     assert conflicted_size(sets) == _conflicted_by_definition(sets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from([("m.room.member", f"@u{i}:x") for i in range(6)] + [("m.room.topic", "")]),
+                                st.sampled_from(["$a", "$b", "$c", "$d"]), max_size=7), min_size=1, max_size=5))
+def test_conflicted_size_counts_the_events_of_every_conflicted_key(sets):
+    keys = {k for s in sets for k in s if len({s2.get(k) for s2 in sets}) > 1}
+    expected = {s[k] for s in sets for k in keys if k in s}
+    assert conflicted_size(sets) == (len(expected) if len(sets) > 1 else 0)
