@@ -93,10 +93,19 @@ class SharedStateMemo:
 
     __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted")
 
-    #: resolutions kept per memo (oldest dropped first): bounds memory only.
+    #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
+    #: ... and at most about this many state entries in their resolved maps
+    #: (each a full map, one entry per member in a big room)
+    MAX_RESOLVED_ENTRIES = 4_000_000
     #: answers kept in ``of_state`` (oldest dropped first)
     MAX_DERIVED = 1024
+
+    @classmethod
+    def max_resolutions(cls, state_size: int) -> int:
+        """How many resolutions to keep when resolved states hold about
+        ``state_size`` entries (at least 1,024)."""
+        return max(1024, min(cls.MAX_RESOLUTIONS, cls.MAX_RESOLVED_ENTRIES // max(1, state_size)))
 
     def __init__(self) -> None:
         #: resolutions of prev sets: (resolved state, conflicted events counted)
@@ -277,7 +286,7 @@ class RoomState:
                 entry = shared.by_states.get(frozenset(id(m) for m in distinct))
                 if entry is not None:
                     found = entry[1]
-                    self._remember(shared.before, key, found)
+                    self._remember(shared.before, key, found, len(found[0]))
             if found is not None:
                 shared.hits += 1
                 if count:
@@ -293,8 +302,8 @@ class RoomState:
             )
         if canonical:
             found = (hit, self._conflicted_size(distinct))
-            self._remember(shared.before, key, found)
-            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found))
+            self._remember(shared.before, key, found, len(hit))
+            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found), len(hit))
         return hit
 
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
@@ -313,14 +322,16 @@ class RoomState:
         hit = memo.get(key)
         if hit is None:
             hit = memo[key] = (tuple(state_sets), conflicted_size(state_sets))
-            if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
+            if len(memo) > SharedStateMemo.max_resolutions(len(state_sets[0])):
                 memo.popitem(last=False)
         return hit[1]
 
     @staticmethod
-    def _remember(memo: "OrderedDict", key: object, value: object) -> None:
+    def _remember(memo: "OrderedDict", key: object, value: object, state_size: int) -> None:
+        """Keep a resolution (of a state of ``state_size`` entries) in a
+        shared memo, dropping the oldest beyond the memo's bound."""
         memo[key] = value
-        if len(memo) > SharedStateMemo.MAX_RESOLUTIONS:
+        if len(memo) > SharedStateMemo.max_resolutions(state_size):
             memo.popitem(last=False)
 
     def derived(self, purpose: str, state: StateMapT, compute: "Callable[[StateMapT], object]") -> object:
