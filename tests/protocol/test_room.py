@@ -355,3 +355,33 @@ def test_conflicted_size_counts_the_events_of_every_conflicted_key(sets):
     keys = {k for s in sets for k in s if len({s2.get(k) for s2 in sets}) > 1}
     expected = {s[k] for s in sets for k in keys if k in s}
     assert conflicted_size(sets) == (len(expected) if len(sets) > 1 else 0)
+
+
+def test_counting_the_current_state_defers_it_but_counts_as_resolving_it():
+    b = worked_example()
+    order = ["CREATE", "A_JOIN", "PL1", "JR", "B_JOIN", "C_JOIN", "PL2", "N1", "T1", "KICK"]
+    eager, lazy = RoomState("11"), RoomState("11")
+    for n in order:
+        eager.add(b[n], soft_fail=False)
+        eager.current_state()
+        lazy.add(b[n], soft_fail=False)
+        lazy.count_current_state()
+    assert (lazy.resolutions, lazy.conflicted_events) == (eager.resolutions, eager.conflicted_events)
+    assert eager.resolutions > 0
+    cur = lazy.current_state()  # computed now, counted once already
+    assert cur == eager.current_state()
+    assert (lazy.resolutions, lazy.conflicted_events) == (eager.resolutions, eager.conflicted_events)
+    assert b.names(cur)[("m.room.member", C)] == "C_JOIN"
+
+
+def test_a_deferred_current_state_is_settled_before_a_held_event_becomes_rejected():
+    b = worked_example()
+    room = RoomState("11")
+    for n in ["CREATE", "A_JOIN", "PL1", "JR", "B_JOIN", "C_JOIN", "PL2", "N1", "T1", "KICK"]:
+        room.add(b[n], soft_fail=False)
+    room.set_forward_extremities([b.id("N1"), b.id("KICK")])
+    room.count_current_state()
+    assert room._owed
+    room._settle_owed()
+    assert not room._owed
+    assert b.names(room.current_state())[("m.room.power_levels", "")] == "PL2"
