@@ -97,7 +97,7 @@ class SharedStateMemo:
     MAX_RESOLUTIONS = 20_000
     #: ... and at most about this many state entries in their resolved maps
     #: (each a full map, one entry per member in a big room)
-    MAX_RESOLVED_ENTRIES = 4_000_000
+    MAX_RESOLVED_ENTRIES = 1_000_000
     #: answers kept in ``of_state`` (oldest dropped first)
     MAX_DERIVED = 1024
 

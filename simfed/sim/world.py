@@ -194,6 +194,7 @@ class World:
         self._memos: dict[str, SharedStateMemo] = {}
         self._checks: dict[Event, CheckResult] = {}
         self._digests: dict[int, tuple[dict, str]] = {}
+        self._last_digest: dict[str, tuple[dict, str]] = {}
         self.server_in_room: dict[tuple[str, str], bool] = {}
         malicious = set(sc.servers.malicious) | {a.server for a in sc.adversaries}
         keys = {n: derive_server_key(self.seed, n) for n in names}
@@ -272,16 +273,23 @@ class World:
         return hit
 
     #: state maps whose digest is kept (oldest dropped first): a cache,
-    #: bounded so that it does not keep every map ever sampled alive
-    MAX_DIGESTS = 4096
+    #: bounded so that it does not keep maps alive (each server's last
+    #: sampled map is kept too, in ``_last_digest``)
+    MAX_DIGESTS = 256
 
-    def digest(self, state: dict) -> str:
+    def digest(self, state: dict, server: str | None = None) -> str:
+        """The state's digest (``state_digest``), cached by the map's identity."""
+        last = self._last_digest.get(server) if server is not None else None
+        if last is not None and last[0] is state:
+            return last[1]
         digests = self._digests
         hit = digests.get(id(state))
         if hit is None or hit[0] is not state:
             hit = digests[id(state)] = (state, state_digest(state))
             if len(digests) > self.MAX_DIGESTS:
                 del digests[next(iter(digests))]
+        if server is not None:
+            self._last_digest[server] = hit
         return hit[1]
 
     def honest_servers(self) -> list[str]:
@@ -329,7 +337,7 @@ class World:
                 if room is None:
                     continue
                 st = room.current_state()
-                rec.state_sample(t, name, rid, hs.up, len(room.forward_extremities), self.digest(st), len(st),
+                rec.state_sample(t, name, rid, hs.up, len(room.forward_extremities), self.digest(st, name), len(st),
                                  hs.backlog(rid), state=st)
             yield self.env.timeout(interval)
 
