@@ -216,7 +216,12 @@ class RoomState:
         return self._before.get(event_id)
 
     def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
+        """Resolve ``state_sets``, counted as this server's work."""
         self._count_resolution(state_sets)
+        return self._compute(state_sets)
+
+    def _compute(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
+        """Resolve ``state_sets`` over the events held (not counted)."""
         return resolve_state(
             self.algorithm, state_sets, self.events, self.room_version,
             compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
@@ -293,13 +298,7 @@ class RoomState:
                     self.resolutions += 1
                     self.conflicted_events += found[1]
                 return found[0]
-        if count:
-            hit = self.resolve(distinct)
-        else:
-            hit = resolve_state(
-                self.algorithm, distinct, self.events, self.room_version,
-                compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
-            )
+        hit = self.resolve(distinct) if count else self._compute(distinct)
         if canonical:
             found = (hit, self._conflicted_size(distinct))
             self._remember(shared.before, key, found, len(hit))
@@ -451,7 +450,8 @@ class RoomState:
     def current_get(self, key: StateKey) -> str | None:
         """``current_state().get(key)``, without resolving when every
         forward extremity's state maps ``key`` to the same event (or none):
-        v2, v1 and the naive merge keep such an entry as it is."""
+        v2, v1 and the naive merge keep such an entry as it is (v2
+        re-imposes unconflicted state last)."""
         cur = self._current
         if (cur is None or type(cur) is _Owed) and self.algorithm in _KEEPS_UNCONFLICTED \
                 and len(self.forward_extremities) > 1:
@@ -461,28 +461,16 @@ class RoomState:
         return self.current_state().get(key)
 
     def _current_auth_state(self, event: Event) -> dict[StateKey, Event]:
-        """``event``'s auth keys in the current state.
-
-        v2, v1 and the naive merge keep a key's value when every state set
-        holds the same event for it (v2 re-imposes unconflicted state last),
-        so when the event's auth keys are unconflicted across the forward
-        extremities their values are known without resolving: exact, and it
-        spares a resolution per received event in busy rooms.
-        """
-        cur = self._current
-        if (cur is None or type(cur) is _Owed) and self.algorithm in _KEEPS_UNCONFLICTED and len(self.forward_extremities) > 1:
-            sets = [self._after[f] for f in self.forward_extremities]
-            first, rest = sets[0], sets[1:]
-            state: dict[StateKey, str] = {}
-            for k in auth_types_for_event(event.type, event.state_key, event.sender, event.content):
-                v = first.get(k)
-                if any(s.get(k) != v for s in rest):
-                    break
-                if v is not None:
-                    state[k] = v
-            else:
-                return self._auth_state_from(event, state)
-        return self._auth_state_from(event, self.current_state())
+        """``event``'s auth keys in the current state, each read with
+        :meth:`current_get`: when they are unconflicted across the forward
+        extremities no resolution is needed, which spares one per received
+        event in busy rooms."""
+        state: dict[StateKey, str] = {}
+        for k in auth_types_for_event(event.type, event.state_key, event.sender, event.content):
+            v = self.current_get(k)
+            if v is not None:
+                state[k] = v
+        return self._auth_state_from(event, state)
 
     def soft_fail_check(self, event: Event) -> Decision:
         """Check 6: against the current state (soft-fail on failure)."""
