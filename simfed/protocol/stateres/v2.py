@@ -27,7 +27,7 @@ previously rejected (item 5)  considered again         skipped
 from __future__ import annotations
 
 import heapq
-from typing import Container, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Container, Iterable, Iterator, Mapping, Sequence
 
 from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
 from ..authchain import auth_chain_difference
@@ -160,6 +160,51 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
         raise ValueError("the auth graph of the conflicted events has a cycle")
 
 
+#: A key of the state not looked up yet (``None`` is a looked-up absence).
+_UNSEEN = object()
+
+#: What replaying an event needs from its content and its auth events', by
+#: event ID: ``(event, auth event IDs, own auth state items, auth types,
+#: power-levels parent)`` (see :func:`_replay_info`). Every entry is a
+#: function of the event alone (interned: one object per ID, checked), so
+#: the servers of a run share it; cleared whole at ``REPLAY_INFO_MAX``.
+_replay_infos: dict[str, tuple] = {}
+REPLAY_INFO_MAX = 200_000
+
+
+def _replay_info(ev: Event, events: Mapping[str, Event]) -> tuple:
+    """``ev``'s replay info; its auth event IDs are None (and it is not
+    kept) unless ``events`` holds every auth event of ``ev``."""
+    etype = ev.type
+    if etype == _MEMBER:
+        types: tuple[StateKey, ...] = tuple(auth_types_for_event(etype, ev.state_key, ev.sender, ev.content))
+    elif etype == "m.room.create":
+        types = ()
+    else:
+        types = (CREATE_KEY, PL_KEY, (_MEMBER, ev.sender))
+    get = events.get
+    own = [get(a) for a in ev.auth_events]
+    if None in own:
+        return (ev, None, (), types, None)
+    items = tuple(((a.type, a.state_key), a) for a in own if a.state_key is not None)
+    parent = next((a for a in own if a.type == "m.room.power_levels" and a.state_key == ""), None)
+    info = (ev, frozenset(ev.auth_events), items, types, parent)
+    if len(_replay_infos) >= REPLAY_INFO_MAX:
+        _replay_infos.clear()
+    _replay_infos[ev.event_id] = info
+    return info
+
+
+def _none_of(rejected: Container[str]) -> "Callable[[frozenset[str]], bool]":
+    """A test that none of some event IDs is in ``rejected``, in C for a
+    set or a dict."""
+    if isinstance(rejected, (set, frozenset)):
+        return rejected.isdisjoint
+    if isinstance(rejected, dict):
+        return rejected.keys().isdisjoint
+    return lambda ids: not any(i in rejected for i in ids)
+
+
 def iterative_auth_checks(
     order: Iterable[str],
     base: Mapping[StateKey, str],
@@ -174,57 +219,55 @@ def iterative_auth_checks(
     skip_rejected = compat == "synapse"
     allowed = auth_checker(ctx.room_version, compat=compat)
     get = events.get
+    held = events.keys()
+    none_rejected = _none_of(rejected)
+    info_get = _replay_infos.get
+    resolved_get = resolved.get
     # The events the state so far names that may serve as auth events (not
-    # rejected, known), kept beside it: one lookup per auth type.
-    live: dict[StateKey, Event] = {}
-    for k, v in resolved.items():
-        if v not in rejected:
-            cur_ev = get(v)
-            if cur_ev is not None:
-                live[k] = cur_ev
+    # rejected, known), looked up on first use and kept beside it: the
+    # state may hold a thousand keys, a replay reads a handful.
+    live: dict[StateKey, Event | None] = {}
     live_get = live.get
-    # Per replay: the auth types of a non-member event by sender.
-    types_by_sender: dict[str, tuple[StateKey, ...]] = {}
     n_checks = 0
     for eid in order:
         if skip_rejected and eid in rejected:
             continue
         ev = events[eid]
-        auth: dict[StateKey, Event] = {}
-        for aid in ev.auth_events:
-            if aid not in rejected:
-                a = get(aid)
-                if a is not None:
-                    sk = a.state_key
-                    if sk is not None:
-                        auth[(a.type, sk)] = a
-        etype = ev.type
-        if etype == _MEMBER:
-            types: Iterable[StateKey] = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
-        elif etype == "m.room.create":
-            types = ()
+        info = info_get(eid)
+        if info is None or info[0] is not ev:
+            info = _replay_info(ev, events)
+        aids = info[1]
+        if aids is not None and held >= aids and none_rejected(aids):
+            auth: dict[StateKey, Event] = dict(info[2])
         else:
-            sender = ev.sender
-            types = types_by_sender.get(sender)
-            if types is None:
-                types = types_by_sender[sender] = (CREATE_KEY, PL_KEY, (_MEMBER, sender))
-        for k in types:
-            cur_ev = live_get(k)
+            auth = {}
+            for aid in ev.auth_events:
+                if aid not in rejected:
+                    a = get(aid)
+                    if a is not None:
+                        sk = a.state_key
+                        if sk is not None:
+                            auth[(a.type, sk)] = a
+        for k in info[3]:
+            cur_ev = live_get(k, _UNSEEN)
+            if cur_ev is _UNSEEN:
+                v = resolved_get(k)
+                cur_ev = live[k] = get(v) if v is not None and v not in rejected else None
             if cur_ev is not None:
                 auth[k] = cur_ev
         n_checks += 1
         if allowed(ev, auth):
-            key = (etype, ev.state_key)
+            key = (ev.type, ev.state_key)
             resolved[key] = eid
-            if eid in rejected:  # spec mode re-admits it, but never as an auth event
-                live.pop(key, None)
-            else:
-                live[key] = ev
+            live[key] = None if eid in rejected else ev  # spec mode re-admits it, never as an auth event
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
 
 
 def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
+    info = _replay_infos.get(ev.event_id)
+    if info is not None and info[0] is ev and events.keys() >= info[1]:
+        return info[4]
     for aid in ev.auth_events:
         a = events.get(aid)
         if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
@@ -242,27 +285,27 @@ def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, 
         mainline.append(cur.event_id)
         cur = _pl_parent(cur, events)
     # Oldest power levels get 1; "no power levels on the mainline" gets 0.
+    # Events whose position is known (the mainline's and those walked
+    # already) share one map: a walk stops at the first of them.
     position = {eid: len(mainline) - i for i, eid in enumerate(mainline)}
-    memo: dict[str, int] = {}
-
-    def depth(ev: Event) -> int:
+    known = position.get
+    keys: dict[str, tuple[int, int, str]] = {}
+    for e in ids:
+        ev = events[e]
         seen: list[str] = []
         tmp: Event | None = ev
         result = 0
         while tmp is not None:
-            hit = position.get(tmp.event_id)
-            if hit is None:
-                hit = memo.get(tmp.event_id)
+            hit = known(tmp.event_id)
             if hit is not None:
                 result = hit
                 break
             seen.append(tmp.event_id)
             tmp = _pl_parent(tmp, events)
         for s in seen:
-            memo[s] = result
-        return result
-
-    keys = {e: (depth(events[e]), events[e].origin_server_ts, e) for e in ids}
+            if s not in position:
+                position[s] = result
+        keys[e] = (result, ev.origin_server_ts, e)
     ids.sort(key=keys.__getitem__)
     return ids
 
