@@ -23,6 +23,7 @@ from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
 from .stateres import get_resolver, resolve_state
+from .stateres.v2_key import UNDECIDED, resolve_key_v2
 from .toposort import CycleError, toposort
 
 __all__ = ["Decision", "RoomResult", "RoomState", "SharedStateMemo", "StateMapT", "conflicted_size", "process_room"]
@@ -135,6 +136,10 @@ class RoomState:
     ``graph.missing_parents``) and its auth events to be held (DAG members or
     outliers; use :meth:`missing_auth_events`).
     """
+
+    #: :meth:`current_get` of a key the forward extremities disagree on asks
+    #: v2 for that key alone when it can (exact; False resolves the state)
+    one_key_reads = True
 
     def __init__(
         self,
@@ -458,7 +463,36 @@ class RoomState:
             values = {self._after[f].get(key) for f in self.forward_extremities}
             if len(values) == 1:
                 return values.pop()
+            if self.algorithm == "v2" and self.one_key_reads:
+                if cur is None:
+                    self.count_current_state()
+                    cur = self._current
+                if type(cur) is _Owed:
+                    got = self._owed_get(cur.key, key)
+                    if got is not UNDECIDED:
+                        return got
         return self.current_state().get(key)
+
+    def _owed_get(self, owed: "PrevKey", key: StateKey) -> "str | None | object":
+        """``key`` in the owed resolution of ``owed``'s states, from a
+        resolution already made (local or shared) or by v2 for that key alone
+        (:mod:`.stateres.v2_key`); :data:`UNDECIDED` if that does not apply."""
+        hit = self._before_memo.get(owed)
+        if hit is not None and type(hit) is not _Owed:
+            return hit.get(key)
+        distinct = self._distinct_after(owed)
+        if len(distinct) == 1:
+            return distinct[0].get(key)
+        shared = self.shared
+        if shared is not None and self._noncanonical.isdisjoint(owed):
+            found = shared.before.get(owed)
+            if found is None:
+                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                found = entry[1] if entry is not None else None
+            if found is not None:
+                return found[0].get(key)
+        return resolve_key_v2(distinct, key, self.events, self.room_version, compat=self.compat,
+                              rejected=self.rejected, auth_chains=self.graph.auth_chains)
 
     def _current_auth_state(self, event: Event) -> dict[StateKey, Event]:
         """``event``'s auth keys in the current state, each read with

@@ -72,6 +72,23 @@ def test_resolving_current_state_only_when_read_is_exact(monkeypatch, algorithm)
     assert sum(deferred) > 50
 
 
+def test_reading_one_key_without_resolving_the_state_is_exact(monkeypatch):
+    sc = conflict_heavy("v2")
+    one_key = room_module.resolve_key_v2
+    answered = []
+
+    def counted(*args, **kwargs):
+        got = one_key(*args, **kwargs)
+        answered.append(got is not room_module.UNDECIDED)
+        return got
+
+    monkeypatch.setattr(room_module, "resolve_key_v2", counted)
+    fast = tables(sc)
+    assert sum(answered) > 20
+    monkeypatch.setattr(room_module.RoomState, "one_key_reads", False)
+    assert_same(fast, tables(sc))
+
+
 def test_sharing_results_between_servers_is_exact(monkeypatch):
     sc = conflict_heavy("v2")
     shared = tables(sc)
