@@ -7,11 +7,12 @@ a chain computed once is valid for every server and every resolution.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from .events import Event
 
-__all__ = ["AuthChainIndex", "auth_chain_difference"]
+__all__ = ["AuthChainIndex", "auth_chain_difference", "state_chain_difference"]
 
 Lookup = Callable[[str], "Event | None"]
 
@@ -30,7 +31,11 @@ class AuthChainIndex:
     written). Without ``shared`` every chain is this index's own.
     """
 
-    __slots__ = ("_lookup", "_chains", "_shared", "_closed")
+    __slots__ = ("_lookup", "_chains", "_shared", "_closed", "_state_chains")
+
+    #: :meth:`state_chain` keeps at most about this many event IDs in all
+    #: (oldest maps dropped first)
+    MAX_STATE_CHAIN_IDS = 1_000_000
 
     def __init__(
         self,
@@ -38,11 +43,13 @@ class AuthChainIndex:
         *,
         shared: "dict[str, frozenset[str]] | None" = None,
         closed: Callable[[], bool] | None = None,
+        state_chains: "OrderedDict[tuple[int, bool], tuple] | None" = None,
     ) -> None:
         self._lookup: Lookup = lookup.get if isinstance(lookup, Mapping) else lookup
         self._chains: dict[str, frozenset[str]] = {}
         self._shared = shared
         self._closed = closed
+        self._state_chains = state_chains
 
     def _cache(self) -> dict[str, frozenset[str]]:
         """The chains this index may read now: the shared ones when closed."""
@@ -98,6 +105,40 @@ class AuthChainIndex:
         if merged and known:
             acc -= known
         return complete
+
+    def state_chain(self, state: Mapping, include_state_events: bool, held: "Callable[[frozenset[str]], bool]") -> frozenset[str] | None:
+        """The union of the auth chains of ``state``'s events (and the
+        events themselves with ``include_state_events``), kept by the map's
+        identity in ``state_chains`` for every index that reads the shared
+        chains; None if this index does not read them, or if ``held`` (a
+        test of the map's events) says this server lacks some of them.
+
+        With every event of the map held and every auth chain complete, the
+        union is a function of the map's content alone, so the servers that
+        resolve the same (canonical, shared) map compute it once."""
+        memo = self._state_chains
+        if memo is None or self._shared is None or (self._closed is not None and not self._closed()):
+            return None
+        key = (id(state), include_state_events)
+        hit = memo.get(key)
+        if hit is None or hit[0] is not state:
+            ids = frozenset(state.values())
+            if not held(ids):
+                return None
+            acc = self.union_chain(ids)
+            if include_state_events:
+                acc |= ids
+            hit = memo[key] = (state, ids, frozenset(acc))
+            self._trim_state_chains(len(acc))
+        elif not held(hit[1]):
+            return None
+        return hit[2]
+
+    def _trim_state_chains(self, size: int) -> None:
+        memo = self._state_chains
+        assert memo is not None
+        if len(memo) * max(1, size) > self.MAX_STATE_CHAIN_IDS and len(memo) > 64:
+            memo.popitem(last=False)
 
     def chain(self, event_id: str) -> frozenset[str]:
         """The auth chain of ``event_id`` (empty for an unknown event).
@@ -246,6 +287,32 @@ def auth_chain_difference(
             extra.update(e for e in ids if e not in base)
         extras.append(extra)
     return set().union(*extras) - set(extras[0]).intersection(*extras[1:])
+
+
+def state_chain_difference(
+    state_maps: Sequence[Mapping],
+    index: AuthChainIndex,
+    *,
+    include_state_events: bool = False,
+    held: "Callable[[frozenset[str]], bool] | None" = None,
+) -> set[str]:
+    """:func:`auth_chain_difference` of state maps: from each map's whole
+    chain (:meth:`AuthChainIndex.state_chain`, shared by identity) when the
+    index keeps them and ``held`` (a test that the server holds some event
+    IDs) passes for every map, by C set operations; otherwise as
+    :func:`auth_chain_difference` of their values."""
+    if held is not None and len(state_maps) > 1:
+        chains = []
+        for m in state_maps:
+            c = index.state_chain(m, include_state_events, held)
+            if c is None:
+                break
+            chains.append(c)
+        else:
+            out = set().union(*chains)
+            out.difference_update(chains[0].intersection(*chains[1:]))
+            return out
+    return auth_chain_difference([m.values() for m in state_maps], index, include_state_events=include_state_events)
 
 
 #: From this many state sets, a fresh index (no chains to merge) finds the

@@ -92,7 +92,8 @@ class SharedStateMemo:
     current state and are never shared.
     """
 
-    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted")
+    __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted",
+                 "state_chains")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
@@ -127,6 +128,9 @@ class SharedStateMemo:
         #: conflicted events counted for a resolution of distinct state maps,
         #: keyed by their identities (the maps are kept in the value)
         self.conflicted: "OrderedDict[frozenset[int], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
+        #: the union of the auth chains of a state map's events, by the map's
+        #: identity (``AuthChainIndex.state_chain``; the map is kept in the value)
+        self.state_chains: "OrderedDict[tuple[int, bool], tuple]" = OrderedDict()
 
 
 class RoomState:
@@ -162,7 +166,8 @@ class RoomState:
         if auth_chains is not None:
             self.graph.auth_chains = auth_chains
         elif shared is not None:
-            self.graph.auth_chains = AuthChainIndex(self.graph.get, shared=shared.chains, closed=self.auth_closed)
+            self.graph.auth_chains = AuthChainIndex(self.graph.get, shared=shared.chains, closed=self.auth_closed,
+                                                    state_chains=shared.state_chains)
         #: DAG members and outliers by ID (read-only)
         self.events: Mapping[str, Event] = self.graph.held
         self.status: dict[str, Decision] = {}

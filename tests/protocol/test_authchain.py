@@ -87,3 +87,30 @@ def test_masked_walk_needs_depths_in_auth_order():
         for synapse in (False, True):
             got = auth_chain_difference(sets, AuthChainIndex(by_id), include_state_events=synapse)
             assert got == reference(sets, by_id, synapse)
+
+
+def test_state_chain_difference_equals_auth_chain_difference():
+    """The difference from whole maps' cached chains (shared index, every
+    event held) equals the set-by-set walk, with and without the sets' own
+    events, and a map whose events are not all held falls back."""
+    import random as _random
+    from collections import OrderedDict
+
+    from simfed.protocol.authchain import state_chain_difference
+    from test_stateres import _state_sets, random_room
+
+    for seed in range(30):
+        rng = _random.Random(seed)
+        b, room = random_room(rng)
+        sets = _state_sets(rng, b, room, 2 + seed % 3)
+        memo: OrderedDict = OrderedDict()
+        index = AuthChainIndex(room.events, shared={}, state_chains=memo)
+        held = room.events.keys()
+        for include in (False, True):
+            want = auth_chain_difference([s.values() for s in sets], AuthChainIndex(room.events),
+                                         include_state_events=include)
+            got = state_chain_difference(sets, index, include_state_events=include, held=lambda ids: held >= ids)
+            assert got == want
+        assert memo
+        assert state_chain_difference(sets, index, held=lambda ids: False) == auth_chain_difference(
+            [s.values() for s in sets], AuthChainIndex(room.events))

@@ -127,6 +127,25 @@ def test_shared_auth_chains_are_exact(monkeypatch):
     assert_same(shared, tables(sc))
 
 
+def test_shared_state_chains_are_exact(monkeypatch):
+    """The auth difference from whole state maps' chains, kept by the maps'
+    identity for all servers, against walking each resolution's sets."""
+    sc = conflict_heavy("v2")
+    state_chain = AuthChainIndex.state_chain
+    used = []
+
+    def counted(self, *args):
+        got = state_chain(self, *args)
+        used.append(got is not None)
+        return got
+
+    monkeypatch.setattr(AuthChainIndex, "state_chain", counted)
+    shared = tables(sc)
+    assert sum(used) > 100
+    monkeypatch.setattr(AuthChainIndex, "state_chain", lambda self, *args: None)
+    assert_same(shared, tables(sc))
+
+
 def test_the_scenario_exercises_the_shortcuts():
     res = simulate(conflict_heavy("v2"))
     t = res.recorder.tables()

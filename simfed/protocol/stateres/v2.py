@@ -30,7 +30,7 @@ import heapq
 from typing import Callable, Container, Iterable, Iterator, Mapping, Sequence
 
 from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
-from ..authchain import auth_chain_difference
+from ..authchain import state_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
 from . import ResolutionContext, StateMap, register, separate
@@ -317,9 +317,9 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
         return unconflicted
     chains = ctx.auth_chains
     assert chains is not None
-    diff = auth_chain_difference(
-        [s.values() for s in state_sets], chains, include_state_events=ctx.compat == "synapse"
-    )
+    held = events.keys()
+    diff = state_chain_difference(state_sets, chains, include_state_events=ctx.compat == "synapse",
+                                  held=lambda ids: held >= ids)
     diff.update(*conflicted.values())
     synapse = ctx.compat == "synapse"
     # The full conflicted set (the events known) and its power events, with

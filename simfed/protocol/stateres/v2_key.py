@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Container, Mapping, Sequence
 
 from ..auth import PL_KEY, StateKey
-from ..authchain import AuthChainIndex, auth_chain_difference
+from ..authchain import AuthChainIndex, state_chain_difference
 from ..events import Event
 from ..roomversions import get_room_version
 from . import ResolutionContext, StateMap, separate
@@ -56,7 +56,8 @@ def resolve_v2_key(state_sets: Sequence[StateMap], key: StateKey, events: Mappin
     chains = ctx.auth_chains
     assert chains is not None
     synapse = ctx.compat == "synapse"
-    diff = auth_chain_difference([s.values() for s in state_sets], chains, include_state_events=synapse)
+    held = events.keys()
+    diff = state_chain_difference(state_sets, chains, include_state_events=synapse, held=lambda ids: held >= ids)
     diff.update(*conflicted.values())
     mine: list[str] = []
     others: set[StateKey] = set()
