@@ -222,19 +222,28 @@ _ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
 
 class _Codes:
     """A categorical column as it is recorded: each distinct value once and
-    a 4-byte code per row (a list held an 8-byte reference per row)."""
+    a code per row, as narrow as the distinct values allow (1 byte up to
+    128 of them, then 2, then 4; a list held an 8-byte reference per row)."""
 
-    __slots__ = ("codes", "values", "index")
+    __slots__ = ("codes", "values", "index", "limit")
+
+    #: the next wider code once a width's values are used up
+    _WIDER = {"b": ("h", 1 << 15), "h": ("i", 1 << 31)}
 
     def __init__(self) -> None:
-        self.codes = array("i")
+        self.codes = array("b")
         self.values: list = []
         self.index: dict = {}
+        self.limit = 1 << 7
 
     def append(self, value: object) -> None:
         i = self.index.get(value)
         if i is None:
-            i = self.index[value] = len(self.values)
+            i = len(self.values)
+            if i == self.limit:
+                code, self.limit = self._WIDER[self.codes.typecode]
+                self.codes = array(code, self.codes)
+            self.index[value] = i
             self.values.append(value)
         self.codes.append(i)
 
@@ -246,7 +255,8 @@ class _Codes:
         values = np.empty(len(self.values), dtype=object)
         for i, v in enumerate(self.values):
             values[i] = v  # one by one: a tuple value stays one value
-        return values[np.frombuffer(self.codes, dtype="i")] if len(self.codes) else values[:0]
+        codes = self.codes
+        return values[np.frombuffer(codes, dtype=codes.typecode)] if len(codes) else values[:0]
 
 
 def _new_column(kind: str) -> list | array | _Codes:
