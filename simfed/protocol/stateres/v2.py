@@ -29,7 +29,9 @@ from __future__ import annotations
 import heapq
 from typing import Container, Iterable, Iterator, Mapping, Sequence
 
-from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
+from ..auth import (
+    CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event, nonmember_checker,
+)
 from ..authchain import auth_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -39,6 +41,7 @@ __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
 _MEMBER = "m.room.member"
+_CREATE = "m.room.create"
 
 
 def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
@@ -173,6 +176,7 @@ def iterative_auth_checks(
     compat = ctx.compat
     skip_rejected = compat == "synapse"
     allowed = auth_checker(ctx.room_version, compat=compat)
+    allowed3 = nonmember_checker(ctx.room_version, compat=compat)
     get = events.get
     # The events the state so far names that may serve as auth events (not
     # rejected, known), kept beside it: one lookup per auth type.
@@ -183,37 +187,34 @@ def iterative_auth_checks(
             if cur_ev is not None:
                 live[k] = cur_ev
     live_get = live.get
-    # Per replay: the auth types of a non-member event by sender.
-    types_by_sender: dict[str, tuple[StateKey, ...]] = {}
+    # Per replay: the membership key of each sender.
+    member_keys: dict[str, StateKey] = {}
     n_checks = 0
     for eid in order:
         if skip_rejected and eid in rejected:
             continue
         ev = events[eid]
-        auth: dict[StateKey, Event] = {}
-        for aid in ev.auth_events:
-            if aid not in rejected:
-                a = get(aid)
-                if a is not None:
-                    sk = a.state_key
-                    if sk is not None:
-                        auth[(a.type, sk)] = a
         etype = ev.type
-        if etype == _MEMBER:
-            types: Iterable[StateKey] = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
-        elif etype == "m.room.create":
-            types = ()
-        else:
-            sender = ev.sender
-            types = types_by_sender.get(sender)
-            if types is None:
-                types = types_by_sender[sender] = (CREATE_KEY, PL_KEY, (_MEMBER, sender))
-        for k in types:
-            cur_ev = live_get(k)
-            if cur_ev is not None:
-                auth[k] = cur_ev
         n_checks += 1
-        if allowed(ev, auth):
+        if etype != _MEMBER and etype != _CREATE:
+            # The auth types of a non-member event are the create event, the
+            # power levels and the sender's membership; when the state so
+            # far has all three they replace whatever the event cites.
+            sender = ev.sender
+            mkey = member_keys.get(sender)
+            if mkey is None:
+                mkey = member_keys[sender] = (_MEMBER, sender)
+            create_ev = live_get(CREATE_KEY)
+            pl_ev = live_get(PL_KEY)
+            member_ev = live_get(mkey)
+            if create_ev is not None and pl_ev is not None and member_ev is not None:
+                ok = allowed3(ev, create_ev, pl_ev, member_ev)
+            else:
+                ok = allowed(ev, _auth_state(ev, (CREATE_KEY, PL_KEY, mkey), live_get, get, rejected))
+        else:
+            types = () if etype == _CREATE else auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
+            ok = allowed(ev, _auth_state(ev, types, live_get, get, rejected))
+        if ok:
             key = (etype, ev.state_key)
             resolved[key] = eid
             if eid in rejected:  # spec mode re-admits it, but never as an auth event
@@ -222,6 +223,24 @@ def iterative_auth_checks(
                 live[key] = ev
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
+
+
+def _auth_state(ev: Event, types: Iterable[StateKey], live_get, get, rejected: Container[str]) -> dict[StateKey, Event]:
+    """``ev``'s auth events (known, not rejected) overlaid with the state so
+    far's events of ``types``."""
+    auth: dict[StateKey, Event] = {}
+    for aid in ev.auth_events:
+        if aid not in rejected:
+            a = get(aid)
+            if a is not None:
+                sk = a.state_key
+                if sk is not None:
+                    auth[(a.type, sk)] = a
+    for k in types:
+        cur_ev = live_get(k)
+        if cur_ev is not None:
+            auth[k] = cur_ev
+    return auth
 
 
 def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
