@@ -40,6 +40,7 @@ from . import ResolutionContext, StateMap, register, separate
 __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
+_KICK_BAN = ("leave", "ban")
 _MEMBER = "m.room.member"
 _CREATE = "m.room.create"
 
@@ -51,13 +52,12 @@ def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
     t = ev.type
     if sk == "" and (t in _POWER_TYPES or (include_create and t == "m.room.create")):
         return True
-    return t == _MEMBER and ev.membership in ("leave", "ban") and ev.sender != sk
+    return t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk
 
 
-def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
+def _sender_level(ev: Event, get, rv) -> int:
     """The sender's power level by the power levels among ``ev``'s auth
-    events (the creator's 100 without one)."""
-    get = events.get
+    events (the creator's 100 without one); ``get`` looks events up."""
     for aid in ev.auth_events:
         a = get(aid)
         if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
@@ -75,7 +75,7 @@ def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext
     for aid in ev.auth_events:
         a = get(aid)
         if a is not None and a.type == "m.room.create" and a.state_key == "":
-            return 100 if _creator(a, ctx.room_version) == ev.sender else 0
+            return 100 if _creator(a, rv) == ev.sender else 0
     return 0
 
 
@@ -96,7 +96,8 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         assert chains is not None
         nodes = set(power) | (chains.union_chain(power) & full)
         preds = chains.nearest_ancestors(nodes)
-        keys = {n: (-_sender_level(events[n], events, ctx), events[n].origin_server_ts, n) for n in preds}
+        get, rv = events.get, ctx.room_version
+        keys = {n: (-_sender_level(events[n], get, rv), events[n].origin_server_ts, n) for n in preds}
         return _topo_sort(preds, preds, keys.__getitem__)
     out: list[str] = []
     for _ in _kahn(power, full, events, ctx, out):
@@ -105,10 +106,12 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
 
 
 def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext,
-          out: list[str]) -> Iterator[str]:
-    """The power order of ``compat="synapse"``, yielded node by node (and
-    appended to ``out``), so that the replay can check each event while its
-    data is still in the processor's caches, before the order goes on.
+          out: list[str]) -> Iterator[Event]:
+    """The power order of ``compat="synapse"``, yielded event by event (and
+    its IDs appended to ``out``), so that the replay can check each event
+    while its data is still in the processor's caches, before the order
+    goes on. Heap entries carry the event after its unique ID (never
+    compared), so the replay gets it without a lookup.
 
     Kahn's algorithm over the power events and their F-ancestors through
     auth edges within F: each node after its parents among them, ready
@@ -119,7 +122,8 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
     """
     remaining: dict[str, int] = {}
     children: dict[str, str | list[str]] = {}
-    heap: list[tuple[int, int, str]] = []
+    heap: list[tuple[int, int, str, Event]] = []
+    get, rv = events.get, ctx.room_version
     stack = list(power)
     pop_stack, push_stack = stack.pop, stack.append
     while stack:
@@ -142,14 +146,14 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
                     push_stack(a)
         remaining[eid] = count
         if not count:
-            heap.append((-_sender_level(ev, events, ctx), ev.origin_server_ts, eid))
+            heap.append((-_sender_level(ev, get, rv), ev.origin_server_ts, eid, ev))
     heapq.heapify(heap)
     push, pop, append = heapq.heappush, heapq.heappop, out.append
     get_children = children.get
     while heap:
-        n = pop(heap)[2]
+        _, _, n, ev = pop(heap)
         append(n)
-        yield n
+        yield ev
         c = get_children(n)
         if c is None:
             continue
@@ -158,19 +162,20 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
             remaining[s] = r
             if not r:
                 ev = events[s]
-                push(heap, (-_sender_level(ev, events, ctx), ev.origin_server_ts, s))
+                push(heap, (-_sender_level(ev, get, rv), ev.origin_server_ts, s, ev))
     if len(out) != len(remaining):
         raise ValueError("the auth graph of the conflicted events has a cycle")
 
 
 def iterative_auth_checks(
-    order: Iterable[str],
+    order: Iterable[Event],
     base: Mapping[StateKey, str],
     events: Mapping[str, Event],
     ctx: ResolutionContext,
 ) -> dict[StateKey, str]:
-    """Replay ``order`` on top of ``base``, keeping each event that passes
-    the auth rules against its auth events overlaid with the state so far."""
+    """Replay the events ``order`` yields on top of ``base``, keeping each
+    event that passes the auth rules against its auth events overlaid with
+    the state so far (``events`` holds those auth events)."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
     compat = ctx.compat
@@ -190,10 +195,10 @@ def iterative_auth_checks(
     # Per replay: the membership key of each sender.
     member_keys: dict[str, StateKey] = {}
     n_checks = 0
-    for eid in order:
+    for ev in order:
+        eid = ev.event_id
         if skip_rejected and eid in rejected:
             continue
-        ev = events[eid]
         etype = ev.type
         n_checks += 1
         if etype != _MEMBER and etype != _CREATE:
@@ -299,7 +304,7 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
     diff.update(*conflicted.values())
     synapse = ctx.compat == "synapse"
     # The full conflicted set (the events known) and its power events, with
-    # one lookup per event.
+    # one lookup per event (``is_power_event`` inline).
     full: set[str] = set()
     power: list[str] = []
     add_full, add_power, get = full.add, power.append, events.get
@@ -307,16 +312,21 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
         ev = get(e)
         if ev is not None:
             add_full(e)
-            if is_power_event(ev, include_create=synapse):
-                add_power(e)
+            sk = ev.state_key
+            if sk is not None:
+                t = ev.type
+                if sk == "" and (t in _POWER_TYPES or (synapse and t == _CREATE)):
+                    add_power(e)
+                elif t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk:
+                    add_power(e)
     if synapse:  # ordered as replayed
         power_sorted: list[str] = []
         resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx)
     else:
         power_sorted = _power_order(power, full, events, ctx)
-        resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
+        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx)
     rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
-    resolved = iterative_auth_checks(rest, resolved, events, ctx)
+    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)
     ctx.stats["full_conflicted"] = len(full)
