@@ -237,9 +237,21 @@ def iterative_auth_checks(
                 ok = allowed3(ev, create_ev, pl_ev, member_ev)
             else:
                 ok = allowed(ev, _auth_state(ev, (CREATE_KEY, PL_KEY, mkey), live_get, get, rejected))
+        elif etype == _CREATE:
+            ok = allowed(ev, _auth_state(ev, (), live_get, get, rejected))
         else:
-            types = () if etype == _CREATE else auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
-            ok = allowed(ev, _auth_state(ev, types, live_get, get, rejected))
+            # A membership event: when the state so far has every auth type,
+            # the event's own auth events are all overlaid or never read.
+            types = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
+            auth: dict[StateKey, Event] = {}
+            for k in types:
+                cur_ev = live_get(k)
+                if cur_ev is None:
+                    ok = allowed(ev, _auth_state(ev, types, live_get, get, rejected))
+                    break
+                auth[k] = cur_ev
+            else:
+                ok = allowed(ev, auth)
         if ok:
             key = (etype, ev.state_key)
             resolved[key] = eid
