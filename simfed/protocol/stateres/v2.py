@@ -42,7 +42,6 @@ __all__ = ["resolve_v2"]
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
 _KICK_BAN = ("leave", "ban")
 _MEMBER = "m.room.member"
-_PL = "m.room.power_levels"
 _CREATE = "m.room.create"
 
 
@@ -61,26 +60,23 @@ def _sender_level(ev: Event, get, rv) -> int:
     events (the creator's 100 without one); ``get`` looks events up."""
     for aid in ev.auth_events:
         a = get(aid)
-        if a is not None and a.type == _PL and a.state_key == "":
+        if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
             content = a.content
             users = content.get("users")
             level = users.get(ev.sender) if type(users) is dict or _is_map(users) else None
             if level is None:
                 level = content.get("users_default", 0)
-            return level if type(level) is int else _as_level(level)
+            if type(level) is int:
+                return level
+            try:
+                return int(level)
+            except (TypeError, ValueError):
+                return 0
     for aid in ev.auth_events:
         a = get(aid)
         if a is not None and a.type == "m.room.create" and a.state_key == "":
             return 100 if _creator(a, rv) == ev.sender else 0
     return 0
-
-
-def _as_level(value) -> int:
-    """A level that is not an int, as the ordering reads it (0 if unreadable)."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _topo_sort(nodes: Iterable[str], preds: Mapping[str, set[str]], key) -> list[str]:
@@ -127,7 +123,6 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
     remaining: dict[str, int] = {}
     children: dict[str, str | list[str]] = {}
     heap: list[tuple[int, int, str, Event]] = []
-    waiting: dict[str, tuple[int, int, str, Event]] = {}  # heap entries of nodes with parents left
     get, rv = events.get, ctx.room_version
     stack = list(power)
     pop_stack, push_stack = stack.pop, stack.append
@@ -137,9 +132,6 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
             continue
         ev = events[eid]
         count = 0
-        # The sender's level is read in the same pass over the auth events
-        # (``_sender_level`` inline: the first power levels among them).
-        level = None
         for a in ev.auth_events:
             if a in full:
                 count += 1
@@ -152,23 +144,9 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
                     c.append(eid)
                 if a not in remaining:
                     push_stack(a)
-            if level is None:
-                pl = get(a)
-                if pl is not None and pl.type == _PL and pl.state_key == "":
-                    content = pl.content
-                    users = content.get("users")
-                    level = users.get(ev.sender) if type(users) is dict or _is_map(users) else None
-                    if level is None:
-                        level = content.get("users_default", 0)
-                    if type(level) is not int:
-                        level = _as_level(level)
-        if level is None:
-            level = _sender_level(ev, get, rv)
         remaining[eid] = count
-        if count:
-            waiting[eid] = (-level, ev.origin_server_ts, eid, ev)
-        else:
-            heap.append((-level, ev.origin_server_ts, eid, ev))
+        if not count:
+            heap.append((-_sender_level(ev, get, rv), ev.origin_server_ts, eid, ev))
     heapq.heapify(heap)
     push, pop, append = heapq.heappush, heapq.heappop, out.append
     get_children = children.get
@@ -183,7 +161,8 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
             r = remaining[s] - 1
             remaining[s] = r
             if not r:
-                push(heap, waiting[s])
+                ev = events[s]
+                push(heap, (-_sender_level(ev, get, rv), ev.origin_server_ts, s, ev))
     if len(out) != len(remaining):
         raise ValueError("the auth graph of the conflicted events has a cycle")
 
