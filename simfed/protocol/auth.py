@@ -118,7 +118,7 @@ def auth_types_for_event(event_type: str, state_key: str | None, sender: str, co
         return []
     keys: list[StateKey] = [CREATE_KEY, PL_KEY, (MEMBER, sender)]
     if event_type == MEMBER and state_key is not None:
-        if (MEMBER, state_key) not in keys:
+        if state_key != sender:  # (MEMBER, state_key) not yet among the keys
             keys.append((MEMBER, state_key))
         membership = content.get("membership")
         if membership in ("join", "invite", "knock"):
@@ -132,7 +132,7 @@ def auth_types_for_event(event_type: str, state_key: str | None, sender: str, co
                     keys.append((THIRD_PARTY_INVITE, token))
         if membership == "join":
             via = content.get("join_authorised_via_users_server")
-            if isinstance(via, str) and (MEMBER, via) not in keys:
+            if isinstance(via, str) and via != sender and via != state_key:  # (MEMBER, via) not yet among them
                 keys.append((MEMBER, via))
     return keys
 
