@@ -167,15 +167,32 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
         raise ValueError("the auth graph of the conflicted events has a cycle")
 
 
+def _live_events(state: Mapping[StateKey, str], events: Mapping[str, Event], rejected: Container[str]) -> dict[StateKey, Event]:
+    """The events ``state`` names that may serve as auth events (known, not rejected)."""
+    get = events.get
+    live: dict[StateKey, Event] = {}
+    for k, v in state.items():
+        if v not in rejected:
+            ev = get(v)
+            if ev is not None:
+                live[k] = ev
+    return live
+
+
 def iterative_auth_checks(
     order: Iterable[Event],
     base: Mapping[StateKey, str],
     events: Mapping[str, Event],
     ctx: ResolutionContext,
+    live: dict[StateKey, Event] | None = None,
 ) -> dict[StateKey, str]:
     """Replay the events ``order`` yields on top of ``base``, keeping each
     event that passes the auth rules against its auth events overlaid with
-    the state so far (``events`` holds those auth events)."""
+    the state so far (``events`` holds those auth events).
+
+    ``live``: ``_live_events(base, ...)`` if the caller has it (a previous
+    replay's); kept beside the state so far (one lookup per auth type) and
+    updated in place."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
     compat = ctx.compat
@@ -183,14 +200,8 @@ def iterative_auth_checks(
     allowed = auth_checker(ctx.room_version, compat=compat)
     allowed3 = nonmember_checker(ctx.room_version, compat=compat)
     get = events.get
-    # The events the state so far names that may serve as auth events (not
-    # rejected, known), kept beside it: one lookup per auth type.
-    live: dict[StateKey, Event] = {}
-    for k, v in resolved.items():
-        if v not in rejected:
-            cur_ev = get(v)
-            if cur_ev is not None:
-                live[k] = cur_ev
+    if live is None:
+        live = _live_events(resolved, events, rejected)
     live_get = live.get
     # Per replay: the membership key of each sender.
     member_keys: dict[str, StateKey] = {}
@@ -331,14 +342,17 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
                     add_power(e)
                 elif t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk:
                     add_power(e)
+    # The two replays share the auth events of the state so far.
+    live = _live_events(unconflicted, events, ctx.rejected)
     if synapse:  # ordered as replayed
         power_sorted: list[str] = []
-        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx)
+        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx,
+                                         live)
     else:
         power_sorted = _power_order(power, full, events, ctx)
-        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx)
+        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx, live)
     rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
-    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx)
+    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx, live)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)
     ctx.stats["full_conflicted"] = len(full)
