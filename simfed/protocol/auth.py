@@ -353,11 +353,14 @@ def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "
     auth-state dict is built unless the rule-by-rule path needs one).
 
     Rules 1-10 read nothing else for such an event, so other entries of a
-    fuller auth state could not change the answer. Shares the memo, keyed
-    (event, version, compat, create, pl, member). The happy path (room
+    fuller auth state could not change the answer. The happy path (room
     federated, sender joined, clean power levels, enough power, and for a
     power-levels event, changes within the sender's level) mirrors
-    ``_check_auth`` line by line; anything else goes through it.
+    ``_check_auth`` line by line and is answered without the memo: it costs
+    about what a memo lookup and entry would, and a resolution of thousands
+    of events would leave thousands of entries for the garbage collector.
+    Anything else goes through ``_check_auth``, memoised with the key
+    (event, version, compat, create, pl, member).
     """
     rv = get_room_version(room_version)
     _check_compat(compat)
@@ -366,14 +369,6 @@ def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "
     clean_get = _clean_memo.get
 
     def allowed(event: Event, create: Event, pl: Event, member: Event) -> bool:
-        memo = _auth_memo
-        key = (event, ident, compat, create, pl, member)
-        use_memo = AUTH_MEMO_MAX
-        if use_memo:
-            hit = memo.get(key)
-            if hit is not None:
-                return hit.allowed
-        hit = None
         etype = event.type
         federate = create.content.get("m.federate", True)
         pl_top = clean_get(pl, _MISSING)
@@ -398,18 +393,23 @@ def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "
                 send_level = c.get("events_default", 0)
             if send_level <= user_level and (state_key is None or state_key == sender or not state_key.startswith("@")):
                 if etype != POWER_LEVELS:
-                    hit = _OK_10
-                else:
-                    new_top = clean_get(event, _MISSING)
-                    if new_top is _MISSING:
-                        new_top = _pl_event_info(event)
-                    if new_top is not None:
-                        new_c = event.content
-                        if ((new_top <= user_level and pl_top <= user_level and new_c.get("users") == users)
-                                or _pl_changes_allowed(sender, new_c, c, user_level)):
-                            hit = _OK_9_10
-        if hit is None:
-            hit = _check_auth(event, {CREATE_KEY: create, PL_KEY: pl, (MEMBER, event.sender): member}, rv, compat)
+                    return True  # _OK_10
+                new_top = clean_get(event, _MISSING)
+                if new_top is _MISSING:
+                    new_top = _pl_event_info(event)
+                if new_top is not None:
+                    new_c = event.content
+                    if ((new_top <= user_level and pl_top <= user_level and new_c.get("users") == users)
+                            or _pl_changes_allowed(sender, new_c, c, user_level)):
+                        return True  # _OK_9_10
+        memo = _auth_memo
+        key = (event, ident, compat, create, pl, member)
+        use_memo = AUTH_MEMO_MAX
+        if use_memo:
+            hit = memo.get(key)
+            if hit is not None:
+                return hit.allowed
+        hit = _check_auth(event, {CREATE_KEY: create, PL_KEY: pl, (MEMBER, event.sender): member}, rv, compat)
         if use_memo:
             if len(memo) >= use_memo:
                 memo.clear()
