@@ -212,10 +212,11 @@ def iterative_auth_checks(
             continue
         etype = ev.type
         n_checks += 1
+        # The rules read only the auth types' entries of an auth state (the
+        # create event, the power levels and the sender's membership for a
+        # non-member event), so the state so far's events of those types,
+        # or else the event's own, are the whole auth state that matters.
         if etype != _MEMBER and etype != _CREATE:
-            # The auth types of a non-member event are the create event, the
-            # power levels and the sender's membership; when the state so
-            # far has all three they replace whatever the event cites.
             sender = ev.sender
             mkey = member_keys.get(sender)
             if mkey is None:
@@ -223,25 +224,40 @@ def iterative_auth_checks(
             create_ev = live_get(CREATE_KEY)
             pl_ev = live_get(PL_KEY)
             member_ev = live_get(mkey)
+            if create_ev is None or pl_ev is None or member_ev is None:
+                own = _own_auth_events(ev, get, rejected)
+                if create_ev is None:
+                    create_ev = own.get(CREATE_KEY)
+                if pl_ev is None:
+                    pl_ev = own.get(PL_KEY)
+                if member_ev is None:
+                    member_ev = own.get(mkey)
             if create_ev is not None and pl_ev is not None and member_ev is not None:
                 ok = allowed3(ev, create_ev, pl_ev, member_ev)
             else:
-                ok = allowed(ev, _auth_state(ev, (CREATE_KEY, PL_KEY, mkey), live_get, get, rejected))
+                auth: dict[StateKey, Event] = {}
+                if create_ev is not None:
+                    auth[CREATE_KEY] = create_ev
+                if pl_ev is not None:
+                    auth[PL_KEY] = pl_ev
+                if member_ev is not None:
+                    auth[mkey] = member_ev
+                ok = allowed(ev, auth)
         elif etype == _CREATE:
-            ok = allowed(ev, _auth_state(ev, (), live_get, get, rejected))
+            ok = allowed(ev, _own_auth_events(ev, get, rejected))
         else:
-            # A membership event: when the state so far has every auth type,
-            # the event's own auth events are all overlaid or never read.
-            types = auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
-            auth: dict[StateKey, Event] = {}
-            for k in types:
+            own = None
+            auth = {}
+            for k in auth_types_for_event(etype, ev.state_key, ev.sender, ev.content):
                 cur_ev = live_get(k)
                 if cur_ev is None:
-                    ok = allowed(ev, _auth_state(ev, types, live_get, get, rejected))
-                    break
+                    if own is None:
+                        own = _own_auth_events(ev, get, rejected)
+                    cur_ev = own.get(k)
+                    if cur_ev is None:
+                        continue
                 auth[k] = cur_ev
-            else:
-                ok = allowed(ev, auth)
+            ok = allowed(ev, auth)
         if ok:
             key = (etype, ev.state_key)
             resolved[key] = eid
@@ -253,9 +269,8 @@ def iterative_auth_checks(
     return resolved
 
 
-def _auth_state(ev: Event, types: Iterable[StateKey], live_get, get, rejected: Container[str]) -> dict[StateKey, Event]:
-    """``ev``'s auth events (known, not rejected) overlaid with the state so
-    far's events of ``types``."""
+def _own_auth_events(ev: Event, get, rejected: Container[str]) -> dict[StateKey, Event]:
+    """``ev``'s auth events (known, not rejected, state events) by key."""
     auth: dict[StateKey, Event] = {}
     for aid in ev.auth_events:
         if aid not in rejected:
@@ -264,10 +279,6 @@ def _auth_state(ev: Event, types: Iterable[StateKey], live_get, get, rejected: C
                 sk = a.state_key
                 if sk is not None:
                     auth[(a.type, sk)] = a
-    for k in types:
-        cur_ev = live_get(k)
-        if cur_ev is not None:
-            auth[k] = cur_ev
     return auth
 
 
