@@ -27,9 +27,9 @@ Usage::
 
 Always exits 0: it prints figures, ratios to the smallest size (growth) and
 simfed / Synapse in the same run. The auth checks state resolution makes
-while processing the room (counted by wrapping ``auth_checker`` in
-``simfed.protocol.stateres.v2``) measure the work independently of the
-machine's load.
+while processing the room (counted by wrapping ``auth_checker`` and
+``nonmember_checker`` in ``simfed.protocol.stateres.v2``) measure the work
+independently of the machine's load.
 """
 
 from __future__ import annotations
@@ -104,24 +104,27 @@ def pl_chains(n_events: int, merge_every: int = 10, seed: int = 0) -> list[Event
 
 def _counting_checks(fn):
     """(number of auth checks state resolution made, fn()): a load-independent measure of work."""
-    original = v2.auth_checker
+    originals = v2.auth_checker, v2.nonmember_checker
     n = 0
 
-    def counting_checker(*args, **kwargs):
-        allowed = original(*args, **kwargs)
+    def counting(factory):
+        def make(*args, **kwargs):
+            allowed = factory(*args, **kwargs)
 
-        def counted(event, auth_state):
-            nonlocal n
-            n += 1
-            return allowed(event, auth_state)
+            def counted(*check_args):
+                nonlocal n
+                n += 1
+                return allowed(*check_args)
 
-        return counted
+            return counted
 
-    v2.auth_checker = counting_checker
+        return make
+
+    v2.auth_checker, v2.nonmember_checker = (counting(f) for f in originals)
     try:
         out = fn()
     finally:
-        v2.auth_checker = original
+        v2.auth_checker, v2.nonmember_checker = originals
     return n, out
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "auth_events_for",
     "auth_types_for_event",
     "check_auth",
+    "nonmember_checker",
     "check_auth_events_sanity",
     "get_named_level",
     "get_send_level",
@@ -117,7 +118,7 @@ def auth_types_for_event(event_type: str, state_key: str | None, sender: str, co
         return []
     keys: list[StateKey] = [CREATE_KEY, PL_KEY, (MEMBER, sender)]
     if event_type == MEMBER and state_key is not None:
-        if (MEMBER, state_key) not in keys:
+        if state_key != sender:  # (MEMBER, state_key) not yet among the keys
             keys.append((MEMBER, state_key))
         membership = content.get("membership")
         if membership in ("join", "invite", "knock"):
@@ -131,7 +132,7 @@ def auth_types_for_event(event_type: str, state_key: str | None, sender: str, co
                     keys.append((THIRD_PARTY_INVITE, token))
         if membership == "join":
             via = content.get("join_authorised_via_users_server")
-            if isinstance(via, str) and (MEMBER, via) not in keys:
+            if isinstance(via, str) and via != sender and via != state_key:  # (MEMBER, via) not yet among them
                 keys.append((MEMBER, via))
     return keys
 
@@ -345,6 +346,79 @@ def auth_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec"
     return allowed
 
 
+def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec") -> Callable[[Event, Event, Event, Event], bool]:
+    """``allowed(event, create, pl, member)``: ``auth_checker``'s answer for
+    a non-create, non-member event whose auth state is the create event,
+    the power levels and the sender's membership, given as they are (no
+    auth-state dict is built unless the rule-by-rule path needs one).
+
+    Rules 1-10 read nothing else for such an event, so other entries of a
+    fuller auth state could not change the answer. The happy path (room
+    federated, sender joined, clean power levels, enough power, and for a
+    power-levels event, changes within the sender's level) mirrors
+    ``_check_auth`` line by line and is answered without the memo: it costs
+    about what a memo lookup and entry would, and a resolution of thousands
+    of events would leave thousands of entries for the garbage collector.
+    Anything else goes through ``_check_auth``, memoised with the key
+    (event, version, compat, create, pl, member).
+    """
+    rv = get_room_version(room_version)
+    _check_compat(compat)
+    ident = rv.identifier
+    synapse = compat == "synapse"
+    clean_get = _clean_memo.get
+
+    def allowed(event: Event, create: Event, pl: Event, member: Event) -> bool:
+        etype = event.type
+        federate = create.content.get("m.federate", True)
+        pl_top = clean_get(pl, _MISSING)
+        if pl_top is _MISSING:
+            pl_top = _pl_event_info(pl)
+        if (member.membership == "join" and pl_top is not None and etype != THIRD_PARTY_INVITE
+                and (federate is True or (federate is not False and not synapse)
+                     or event.sender_server == create.sender_server)):
+            sender = event.sender
+            c = pl.content
+            users = c.get("users")
+            user_level = users.get(sender) if users else None
+            if user_level is None:
+                user_level = c.get("users_default", 0)
+            levels = c.get("events")
+            state_key = event.state_key
+            if levels and etype in levels:
+                send_level = levels[etype]
+            elif state_key is not None:
+                send_level = c.get("state_default", 50)
+            else:
+                send_level = c.get("events_default", 0)
+            if send_level <= user_level and (state_key is None or state_key == sender or not state_key.startswith("@")):
+                if etype != POWER_LEVELS:
+                    return True  # _OK_10
+                new_top = clean_get(event, _MISSING)
+                if new_top is _MISSING:
+                    new_top = _pl_event_info(event)
+                if new_top is not None:
+                    new_c = event.content
+                    if ((new_top <= user_level and pl_top <= user_level and new_c.get("users") == users)
+                            or _pl_changes_allowed(sender, new_c, c, user_level)):
+                        return True  # _OK_9_10
+        memo = _auth_memo
+        key = (event, ident, compat, create, pl, member)
+        use_memo = AUTH_MEMO_MAX
+        if use_memo:
+            hit = memo.get(key)
+            if hit is not None:
+                return hit.allowed
+        hit = _check_auth(event, {CREATE_KEY: create, PL_KEY: pl, (MEMBER, event.sender): member}, rv, compat)
+        if use_memo:
+            if len(memo) >= use_memo:
+                memo.clear()
+            memo[key] = hit
+        return hit.allowed
+
+    return allowed
+
+
 def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVersion, compat: str) -> AuthResult:
     if event.type == CREATE:
         return _check_create(event, rv)
@@ -367,8 +441,8 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if sender_member is None or sender_member.membership != "join":
         return _reject("5", f"{event.sender} is not joined to the room")
     pl = auth_state.get(PL_KEY)
-    pl_clean = pl is not None and _pl_event_clean(pl)
-    if pl_clean and etype != THIRD_PARTY_INVITE:
+    pl_top = None if pl is None else _pl_event_info(pl)
+    if pl_top is not None and etype != THIRD_PARTY_INVITE:
         # Every level in a clean content is a plain int: read them directly.
         c = pl.content
         users = c.get("users")
@@ -395,8 +469,10 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
         return _reject("8", f"state_key {event.state_key!r} names another user")
     if etype == POWER_LEVELS:
-        if pl_clean and _pl_event_clean(event) and _pl_changes_allowed(sender, event.content, pl.content, user_level):
-            return _OK_9_10
+        if pl_top is not None:
+            new_top = _pl_event_info(event)
+            if new_top is not None and _pl_change_ok(sender, event.content, new_top, pl.content, pl_top, user_level):
+                return _OK_9_10
         return _check_power_levels(event, auth_state, user_level, rv)
     return _OK_10
 
@@ -562,12 +638,15 @@ _NO_LEVELS: Mapping[str, int] = MappingProxyType({})
 #: content, which the interned event pins), cleared with the auth memo: in
 #: a resolution each power-levels event is read as the new content once and
 #: as the old content of every later one checked against it.
-_clean_memo: dict[Event, bool] = {}
+_clean_memo: dict[Event, int | float | None] = {}
+_MISSING: Any = object()
+_NEG_INF = float("-inf")
 
 
-def _pl_event_clean(event: Event) -> bool:
-    hit = _clean_memo.get(event)
-    if hit is None:
+def _pl_event_info(event: Event) -> int | float | None:
+    """``_pl_clean`` of the event's content, memoised."""
+    hit = _clean_memo.get(event, _MISSING)
+    if hit is _MISSING:
         if len(_clean_memo) >= AUTH_MEMO_MAX:
             _clean_memo.clear()
             _valid_uids.clear()
@@ -581,27 +660,46 @@ def _pl_event_clean(event: Event) -> bool:
 _valid_uids: set[str] = set()
 
 
-def _pl_clean(c: Mapping[str, Any]) -> bool:
-    """Power-levels content whose every level is a plain int and every user
-    ID looks like one: it passes rules 9.1-9.3, and its values compare as
-    the ints ``_int`` would read. False means "not sure", never "invalid"."""
+def _pl_clean(c: Mapping[str, Any]) -> int | float | None:
+    """For a power-levels content whose every level is a plain int and every
+    user ID looks like one (it passes rules 9.1-9.3, and its values compare
+    as the ints ``_int`` would read): the highest level it sets outside
+    ``users`` (-inf if none). None means "not sure", never "invalid"."""
+    top: int | float = _NEG_INF
     for name, v in c.items():
         if name in _LEVEL_SET:
             if type(v) is not int:
-                return False
+                return None
+            if v > top:
+                top = v
         elif name == "users":
             if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
-                return False
+                return None
             if not _valid_uids.issuperset(v):
                 for uid in v:
                     if not (type(uid) is str and uid.startswith("@") and ":" in uid):
-                        return False
+                        return None
                 if AUTH_MEMO_MAX:
                     _valid_uids.update(v)
         elif name == "events" or name == "notifications":
             if type(v) is not dict or not _INT_ONLY.issuperset(map(type, v.values())):
-                return False
-    return True
+                return None
+            if v:
+                m = max(v.values())
+                if m > top:
+                    top = m
+    return top
+
+
+def _pl_change_ok(sender: str, new: Mapping[str, Any], new_top: int | float, old: Mapping[str, Any],
+                  old_top: int | float, level: int) -> bool:
+    """``_pl_changes_allowed`` for two clean contents whose highest levels
+    outside ``users`` are ``new_top`` and ``old_top``: when neither exceeds
+    the sender's level no change outside ``users`` can (rules 9.5-9.7), and
+    equal ``users`` maps change nothing (9.8, 9.9)."""
+    if new_top <= level and old_top <= level and new.get("users") == old.get("users"):
+        return True
+    return _pl_changes_allowed(sender, new, old, level)
 
 
 def _changed_within(new: Mapping[str, int], old: Mapping[str, int], level: int) -> bool:
@@ -652,11 +750,14 @@ def _check_power_levels(event: Event, auth_state: Mapping[StateKey, Event], user
     """Rule 9. Contents that are clean (the usual case) are compared with
     plain int comparisons; anything else, and every rejection, goes through
     the rule-by-rule path so its reason is the same."""
-    if _pl_event_clean(event):
+    new_top = _pl_event_info(event)
+    if new_top is not None:
         old_event = auth_state.get(PL_KEY)
         if old_event is None:
             return _accept("9.4", "first power levels event")
-        if _pl_event_clean(old_event) and _pl_changes_allowed(event.sender, event.content, old_event.content, user_level):
+        old_top = _pl_event_info(old_event)
+        if old_top is not None and _pl_change_ok(event.sender, event.content, new_top, old_event.content, old_top,
+                                                 user_level):
             return _OK_9_10
     return _check_power_levels_exact(event, auth_state, user_level, rv)
 

@@ -286,6 +286,8 @@ def auth_chain_difference(
         if include_state_events:
             extra.update(e for e in ids if e not in base)
         extras.append(extra)
+    if len(extras) == 2:  # in one set but not the other: one C operation, no copies
+        return extras[0] ^ extras[1]
     return set().union(*extras) - set(extras[0]).intersection(*extras[1:])
 
 

@@ -73,18 +73,23 @@ BOUNDARIES = [
 
 
 @pytest.mark.parametrize("old,new,sender,sender_level", BOUNDARIES)
-def test_power_levels_fast_path_boundaries(old, new, sender, sender_level):
+@pytest.mark.parametrize("same_users", [False, True])
+def test_power_levels_fast_path_boundaries(old, new, sender, sender_level, same_users):
     for compat in ("spec", "synapse"):
-        test_power_levels_fast_path_is_exact.hypothesis.inner_test(old, new, sender, sender_level, compat)
+        test_power_levels_fast_path_is_exact.hypothesis.inner_test(old, new, sender, sender_level, compat, same_users)
+        test_nonmember_checker_is_exact.hypothesis.inner_test(old, new, sender, sender_level, "join", None,
+                                                              ("m.room.power_levels", ""), compat, same_users)
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(old=CONTENT, new=CONTENT, sender=st.sampled_from([A, B, C]), sender_level=st.one_of(st.none(), INT),
-       compat=st.sampled_from(["spec", "synapse"]))
-def test_power_levels_fast_path_is_exact(old, new, sender, sender_level, compat):
+       compat=st.sampled_from(["spec", "synapse"]), same_users=st.booleans())
+def test_power_levels_fast_path_is_exact(old, new, sender, sender_level, compat, same_users):
     r = room(members={B: "join", C: "join"})
     if sender_level is not None:  # else the sender's level is users_default's
         old = {**old, "users": {**(old.get("users") or {}), sender: sender_level}}
+    if same_users:  # changes outside users only (the shortcut for equal users maps)
+        new = {**new, "users": old.get("users") or {}}
     r.put("m.room.power_levels", A, old)
     for ev in (r.new("m.room.power_levels", sender, new, ""),
                r.new("m.room.topic", sender, {"topic": "t"}, ""),
@@ -94,3 +99,34 @@ def test_power_levels_fast_path_is_exact(old, new, sender, sender_level, compat)
         fast = check_auth(ev, r.state, "11", compat=compat)
         again = check_auth(ev, r.state, "11", compat=compat)  # memoised
         assert fast == again == slow(ev, r.state, compat)
+
+
+FEDERATE = st.sampled_from([None, True, False, 0, "yes"])  # None: no m.federate key
+NONMEMBER = st.sampled_from([("m.room.power_levels", "")] * 5 + [("m.room.topic", ""), ("m.room.message", None),
+                             ("m.room.third_party_invite", "tok"), ("x", "@alice:a"), ("x", "@bob:b"), ("x", "@x:y")])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(old=CONTENT, new=CONTENT, sender=st.sampled_from([A, B, C]), sender_level=st.one_of(st.none(), INT),
+       membership=st.sampled_from(["join"] * 5 + ["leave", "invite", "ban"]), federate=FEDERATE,
+       kind=NONMEMBER, compat=st.sampled_from(["spec", "synapse"]), same_users=st.booleans())
+def test_nonmember_checker_is_exact(old, new, sender, sender_level, membership, federate, kind, compat, same_users):
+    """``nonmember_checker`` (create, power levels and membership given as
+    they are) answers as the rule-by-rule path on the same three events, and
+    as ``check_auth`` on a fuller auth state."""
+    create_content = {"room_version": "11"} if federate is None else {"room_version": "11", "m.federate": federate}
+    r = room(members={B: "join", C: "join"}, create_content=create_content)
+    if sender_level is not None:
+        old = {**old, "users": {**(old.get("users") or {}), sender: sender_level}}
+    if same_users:
+        new = {**new, "users": old.get("users") or {}}
+    pl = r.put("m.room.power_levels", A, old)
+    member = r.put("m.room.member", sender, {"membership": membership}, sender)
+    etype, state_key = kind
+    ev = r.new(etype, sender, new if etype == "m.room.power_levels" else {"body": "b"}, state_key)
+    three = {("m.room.create", ""): r.create, ("m.room.power_levels", ""): pl, ("m.room.member", sender): member}
+    clear_auth_memo()
+    allowed = auth.nonmember_checker("11", compat=compat)
+    fast = allowed(ev, r.create, pl, member)
+    assert fast == allowed(ev, r.create, pl, member)  # memoised
+    assert fast == slow(ev, three, compat).allowed == check_auth(ev, r.state, "11", compat=compat).allowed

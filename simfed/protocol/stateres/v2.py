@@ -29,7 +29,9 @@ from __future__ import annotations
 import heapq
 from typing import Callable, Container, Iterable, Iterator, Mapping, Sequence
 
-from ..auth import CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event
+from ..auth import (
+    CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event, nonmember_checker,
+)
 from ..authchain import state_chain_difference
 from ..events import Event
 from ..toposort import CycleError, toposort
@@ -38,7 +40,9 @@ from . import ResolutionContext, StateMap, register, separate
 __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
+_KICK_BAN = ("leave", "ban")
 _MEMBER = "m.room.member"
+_CREATE = "m.room.create"
 
 
 def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
@@ -48,13 +52,12 @@ def is_power_event(ev: Event, *, include_create: bool = False) -> bool:
     t = ev.type
     if sk == "" and (t in _POWER_TYPES or (include_create and t == "m.room.create")):
         return True
-    return t == _MEMBER and ev.membership in ("leave", "ban") and ev.sender != sk
+    return t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk
 
 
-def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext) -> int:
+def _sender_level(ev: Event, get, rv) -> int:
     """The sender's power level by the power levels among ``ev``'s auth
-    events (the creator's 100 without one)."""
-    get = events.get
+    events (the creator's 100 without one); ``get`` looks events up."""
     for aid in ev.auth_events:
         a = get(aid)
         if a is not None and a.type == "m.room.power_levels" and a.state_key == "":
@@ -72,7 +75,7 @@ def _sender_level(ev: Event, events: Mapping[str, Event], ctx: ResolutionContext
     for aid in ev.auth_events:
         a = get(aid)
         if a is not None and a.type == "m.room.create" and a.state_key == "":
-            return 100 if _creator(a, ctx.room_version) == ev.sender else 0
+            return 100 if _creator(a, rv) == ev.sender else 0
     return 0
 
 
@@ -93,7 +96,8 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
         assert chains is not None
         nodes = set(power) | (chains.union_chain(power) & full)
         preds = chains.nearest_ancestors(nodes)
-        keys = {n: (-_sender_level(events[n], events, ctx), events[n].origin_server_ts, n) for n in preds}
+        get, rv = events.get, ctx.room_version
+        keys = {n: (-_sender_level(events[n], get, rv), events[n].origin_server_ts, n) for n in preds}
         return _topo_sort(preds, preds, keys.__getitem__)
     out: list[str] = []
     for _ in _kahn(power, full, events, ctx, out):
@@ -102,10 +106,12 @@ def _power_order(power: list[str], full: set[str], events: Mapping[str, Event], 
 
 
 def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: ResolutionContext,
-          out: list[str]) -> Iterator[str]:
-    """The power order of ``compat="synapse"``, yielded node by node (and
-    appended to ``out``), so that the replay can check each event while its
-    data is still in the processor's caches, before the order goes on.
+          out: list[str]) -> Iterator[Event]:
+    """The power order of ``compat="synapse"``, yielded event by event (and
+    its IDs appended to ``out``), so that the replay can check each event
+    while its data is still in the processor's caches, before the order
+    goes on. Heap entries carry the event after its unique ID (never
+    compared), so the replay gets it without a lookup.
 
     Kahn's algorithm over the power events and their F-ancestors through
     auth edges within F: each node after its parents among them, ready
@@ -116,7 +122,8 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
     """
     remaining: dict[str, int] = {}
     children: dict[str, str | list[str]] = {}
-    heap: list[tuple[int, int, str]] = []
+    heap: list[tuple[int, int, str, Event]] = []
+    get, rv = events.get, ctx.room_version
     stack = list(power)
     pop_stack, push_stack = stack.pop, stack.append
     while stack:
@@ -139,14 +146,14 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
                     push_stack(a)
         remaining[eid] = count
         if not count:
-            heap.append((-_sender_level(ev, events, ctx), ev.origin_server_ts, eid))
+            heap.append((-_sender_level(ev, get, rv), ev.origin_server_ts, eid, ev))
     heapq.heapify(heap)
     push, pop, append = heapq.heappush, heapq.heappop, out.append
     get_children = children.get
     while heap:
-        n = pop(heap)[2]
+        _, _, n, ev = pop(heap)
         append(n)
-        yield n
+        yield ev
         c = get_children(n)
         if c is None:
             continue
@@ -155,17 +162,40 @@ def _kahn(power: list[str], full: set[str], events: Mapping[str, Event], ctx: Re
             remaining[s] = r
             if not r:
                 ev = events[s]
-                push(heap, (-_sender_level(ev, events, ctx), ev.origin_server_ts, s))
+                push(heap, (-_sender_level(ev, get, rv), ev.origin_server_ts, s, ev))
     if len(out) != len(remaining):
         raise ValueError("the auth graph of the conflicted events has a cycle")
 
 
-#: A key of the state not looked up yet (``None`` is a looked-up absence).
-_UNSEEN = object()
+class _LiveEvents(dict):
+    """The events a state names that may serve as auth events (known, not
+    rejected), by key, looked up on first use (``None``: no such event): a
+    state may hold a thousand keys and a replay read a handful. Kept beside
+    the state so far by the replay, which writes every key it changes, so a
+    key never written is looked up in the state it started from."""
+
+    __slots__ = ("_state", "_get", "_rejected")
+
+    def __init__(self, state: Mapping[StateKey, str], events: Mapping[str, Event], rejected: Container[str]) -> None:
+        super().__init__()
+        self._state = state
+        self._get = events.get
+        self._rejected = rejected
+
+    def __missing__(self, key: StateKey) -> Event | None:
+        v = self._state.get(key)
+        ev = self[key] = self._get(v) if v is not None and v not in self._rejected else None
+        return ev
+
+
+def _live_events(state: Mapping[StateKey, str], events: Mapping[str, Event], rejected: Container[str]) -> _LiveEvents:
+    """The events ``state`` names that may serve as auth events (known, not rejected)."""
+    return _LiveEvents(state, events, rejected)
+
 
 #: What replaying an event needs from its content and its auth events', by
-#: event ID: ``(event, auth event IDs, own auth state items, auth types,
-#: power-levels parent)`` (see :func:`_replay_info`). Every entry is a
+#: event ID: ``(event, auth event IDs, own auth state (read-only), auth
+#: types, power-levels parent)`` (see :func:`_replay_info`). Every entry is a
 #: function of the event alone (interned: one object per ID, checked), so
 #: the servers of a run share it; cleared whole at ``REPLAY_INFO_MAX``.
 _replay_infos: dict[str, tuple] = {}
@@ -186,7 +216,7 @@ def _replay_info(ev: Event, events: Mapping[str, Event]) -> tuple:
     own = [get(a) for a in ev.auth_events]
     if None in own:
         return (ev, None, (), types, None)
-    items = tuple(((a.type, a.state_key), a) for a in own if a.state_key is not None)
+    items = {(a.type, a.state_key): a for a in own if a.state_key is not None}
     parent = next((a for a in own if a.type == "m.room.power_levels" and a.state_key == ""), None)
     info = (ev, frozenset(ev.auth_events), items, types, parent)
     if len(_replay_infos) >= REPLAY_INFO_MAX:
@@ -205,63 +235,129 @@ def _none_of(rejected: Container[str]) -> "Callable[[frozenset[str]], bool]":
     return lambda ids: not any(i in rejected for i in ids)
 
 
+def _own_auth_lookup(events: Mapping[str, Event], rejected: Container[str]) -> "tuple[Callable[[Event], tuple], Callable[[Event, tuple], Mapping[StateKey, Event]]]":
+    """Two functions for a replay: an event's replay info (shared, made if
+    missing), and its own auth state (its known, unrejected auth events by
+    key; read-only) given that info: the info's when this server holds all
+    of them and rejected none, else built."""
+    get = events.get
+    held = events.keys()
+    none_rejected = _none_of(rejected)
+    info_get = _replay_infos.get
+
+    def info_of(ev: Event) -> tuple:
+        info = info_get(ev.event_id)
+        if info is None or info[0] is not ev:
+            info = _replay_info(ev, events)
+        return info
+
+    def own_from(ev: Event, info: tuple) -> Mapping[StateKey, Event]:
+        aids = info[1]
+        if aids is not None and held >= aids and none_rejected(aids):
+            return info[2]
+        return _own_auth_events(ev, get, rejected)
+
+    return info_of, own_from
+
+
 def iterative_auth_checks(
-    order: Iterable[str],
+    order: Iterable[Event],
     base: Mapping[StateKey, str],
     events: Mapping[str, Event],
     ctx: ResolutionContext,
+    live: _LiveEvents | None = None,
 ) -> dict[StateKey, str]:
-    """Replay ``order`` on top of ``base``, keeping each event that passes
-    the auth rules against its auth events overlaid with the state so far."""
+    """Replay the events ``order`` yields on top of ``base``, keeping each
+    event that passes the auth rules against its auth events overlaid with
+    the state so far (``events`` holds those auth events).
+
+    ``live``: ``_live_events(base, ...)`` if the caller has it (a previous
+    replay's); kept beside the state so far (one lookup per auth type) and
+    updated in place."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
     compat = ctx.compat
     skip_rejected = compat == "synapse"
     allowed = auth_checker(ctx.room_version, compat=compat)
-    get = events.get
-    held = events.keys()
-    none_rejected = _none_of(rejected)
-    info_get = _replay_infos.get
-    resolved_get = resolved.get
-    # The events the state so far names that may serve as auth events (not
-    # rejected, known), looked up on first use and kept beside it: the
-    # state may hold a thousand keys, a replay reads a handful.
-    live: dict[StateKey, Event | None] = {}
-    live_get = live.get
+    allowed3 = nonmember_checker(ctx.room_version, compat=compat)
+    if live is None:
+        live = _live_events(base, events, rejected)
+    info_of, own_from = _own_auth_lookup(events, rejected)
+    # Per replay: the membership key of each sender.
+    member_keys: dict[str, StateKey] = {}
     n_checks = 0
-    for eid in order:
+    for ev in order:
+        eid = ev.event_id
         if skip_rejected and eid in rejected:
             continue
-        ev = events[eid]
-        info = info_get(eid)
-        if info is None or info[0] is not ev:
-            info = _replay_info(ev, events)
-        aids = info[1]
-        if aids is not None and held >= aids and none_rejected(aids):
-            auth: dict[StateKey, Event] = dict(info[2])
-        else:
-            auth = {}
-            for aid in ev.auth_events:
-                if aid not in rejected:
-                    a = get(aid)
-                    if a is not None:
-                        sk = a.state_key
-                        if sk is not None:
-                            auth[(a.type, sk)] = a
-        for k in info[3]:
-            cur_ev = live_get(k, _UNSEEN)
-            if cur_ev is _UNSEEN:
-                v = resolved_get(k)
-                cur_ev = live[k] = get(v) if v is not None and v not in rejected else None
-            if cur_ev is not None:
-                auth[k] = cur_ev
+        etype = ev.type
         n_checks += 1
-        if allowed(ev, auth):
-            key = (ev.type, ev.state_key)
+        # The rules read only the auth types' entries of an auth state (the
+        # create event, the power levels and the sender's membership for a
+        # non-member event), so the state so far's events of those types,
+        # or else the event's own, are the whole auth state that matters.
+        if etype != _MEMBER and etype != _CREATE:
+            sender = ev.sender
+            mkey = member_keys.get(sender)
+            if mkey is None:
+                mkey = member_keys[sender] = (_MEMBER, sender)
+            create_ev = live[CREATE_KEY]
+            pl_ev = live[PL_KEY]
+            member_ev = live[mkey]
+            if create_ev is None or pl_ev is None or member_ev is None:
+                own = own_from(ev, info_of(ev))
+                if create_ev is None:
+                    create_ev = own.get(CREATE_KEY)
+                if pl_ev is None:
+                    pl_ev = own.get(PL_KEY)
+                if member_ev is None:
+                    member_ev = own.get(mkey)
+            if create_ev is not None and pl_ev is not None and member_ev is not None:
+                ok = allowed3(ev, create_ev, pl_ev, member_ev)
+            else:
+                auth: dict[StateKey, Event] = {}
+                if create_ev is not None:
+                    auth[CREATE_KEY] = create_ev
+                if pl_ev is not None:
+                    auth[PL_KEY] = pl_ev
+                if member_ev is not None:
+                    auth[mkey] = member_ev
+                ok = allowed(ev, auth)
+        elif etype == _CREATE:
+            ok = allowed(ev, dict(own_from(ev, info_of(ev))))
+        else:
+            info = info_of(ev)
+            own = None
+            auth = {}
+            for k in info[3]:  # the auth types, in auth_types_for_event's order
+                cur_ev = live[k]
+                if cur_ev is None:
+                    if own is None:
+                        own = own_from(ev, info)
+                    cur_ev = own.get(k)
+                    if cur_ev is None:
+                        continue
+                auth[k] = cur_ev
+            ok = allowed(ev, auth)
+        if ok:
+            key = (etype, ev.state_key)
             resolved[key] = eid
             live[key] = None if eid in rejected else ev  # spec mode re-admits it, never as an auth event
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
     return resolved
+
+
+def _own_auth_events(ev: Event, get, rejected: Container[str]) -> dict[StateKey, Event]:
+    """``ev``'s auth events (known, not rejected, state events) by key."""
+    auth: dict[StateKey, Event] = {}
+    for aid in ev.auth_events:
+        if aid not in rejected:
+            a = get(aid)
+            if a is not None:
+                sk = a.state_key
+                if sk is not None:
+                    auth[(a.type, sk)] = a
+    return auth
 
 
 def _pl_parent(ev: Event, events: Mapping[str, Event]) -> Event | None:
@@ -323,7 +419,7 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
     diff.update(*conflicted.values())
     synapse = ctx.compat == "synapse"
     # The full conflicted set (the events known) and its power events, with
-    # one lookup per event.
+    # one lookup per event (``is_power_event`` inline).
     full: set[str] = set()
     power: list[str] = []
     add_full, add_power, get = full.add, power.append, events.get
@@ -331,16 +427,24 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
         ev = get(e)
         if ev is not None:
             add_full(e)
-            if is_power_event(ev, include_create=synapse):
-                add_power(e)
+            sk = ev.state_key
+            if sk is not None:
+                t = ev.type
+                if sk == "" and (t in _POWER_TYPES or (synapse and t == _CREATE)):
+                    add_power(e)
+                elif t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk:
+                    add_power(e)
+    # The two replays share the auth events of the state so far.
+    live = _live_events(unconflicted, events, ctx.rejected)
     if synapse:  # ordered as replayed
         power_sorted: list[str] = []
-        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx)
+        resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx,
+                                         live)
     else:
         power_sorted = _power_order(power, full, events, ctx)
-        resolved = iterative_auth_checks(power_sorted, unconflicted, events, ctx)
+        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx, live)
     rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
-    resolved = iterative_auth_checks(rest, resolved, events, ctx)
+    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx, live)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)
     ctx.stats["full_conflicted"] = len(full)

@@ -81,7 +81,7 @@ def resolve_v2_key(state_sets: Sequence[StateMap], key: StateKey, events: Mappin
         if not others.isdisjoint(info[3]):
             return UNDECIDED
     order = _mainline_order(mine, unconflicted.get(PL_KEY), events)
-    return iterative_auth_checks(order, unconflicted, events, ctx).get(key)
+    return iterative_auth_checks(map(events.__getitem__, order), unconflicted, events, ctx).get(key)
 
 
 def resolve_key_v2(
