@@ -67,7 +67,15 @@ sys.path.insert(0, REPO)  # for tests/roomgen.py
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from simfed.protocol import AuthChainIndex, auth_chain_difference, process_room, resolve_state  # noqa: E402
-from simfed.protocol.auth import clear_auth_memo  # noqa: E402
+from simfed.protocol.auth import clear_auth_memo as _clear_auth_memo  # noqa: E402
+from simfed.protocol.stateres.v2 import clear_replay_infos  # noqa: E402
+
+
+def clear_auth_memo() -> None:
+    """Forget the check_auth memo and the replay's per-event info: each
+    timed repeat starts from nothing content-derived."""
+    _clear_auth_memo()
+    clear_replay_infos()
 from simfed.protocol.stateres import separate  # noqa: E402
 from tests.roomgen import generate_room  # noqa: E402
 

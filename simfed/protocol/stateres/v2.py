@@ -202,6 +202,11 @@ _replay_infos: dict[str, tuple] = {}
 REPLAY_INFO_MAX = 200_000
 
 
+def clear_replay_infos() -> None:
+    """Forget every event's replay info (benchmarks: nothing kept between repeats)."""
+    _replay_infos.clear()
+
+
 def _replay_info(ev: Event, events: Mapping[str, Event]) -> tuple:
     """``ev``'s replay info; its auth event IDs are None (and it is not
     kept) unless ``events`` holds every auth event of ``ev``."""
