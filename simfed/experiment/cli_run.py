@@ -5,7 +5,8 @@ Registered through :func:`add_parser` (see ``simfed.cli.COMMAND_MODULES``).
 Without a terminal on stderr (no progress bar), one line on stderr says when
 the simulation is under way (``simfed run: simulation started; ...``): from
 then on Ctrl-C (SIGINT) stops it and writes what was collected. Scripts that
-drive ``simfed run`` can wait for that line before interrupting it.
+drive ``simfed run`` can wait for that line before interrupting it. A plain
+progress line follows at every tenth of the simulated time (for logs).
 
 Exit status: 0 when the run finished (converged or not: that is a result,
 not an error); 2 for a bad scenario or bad overrides (one line per problem on
@@ -121,7 +122,7 @@ def run_command(args: argparse.Namespace) -> int:
         result = run_scenario(
             scenario,
             out_dir=out,
-            progress=False if args.quiet else None,
+            progress=False if args.quiet else (None if _stderr_is_terminal() else "lines"),
             name=Path(args.file).stem,
             plots=args.plots,
             should_stop=None if args.quiet or _stderr_is_terminal() else _AnnounceStart(),

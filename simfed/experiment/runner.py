@@ -136,12 +136,20 @@ def peak_rss_mb() -> float | None:
 
 class _Progress:
     """A tqdm bar in simulated seconds, with events and deliveries per
-    wall-clock second as its postfix, or nothing."""
+    wall-clock second as its postfix; or, with ``lines``, a plain line on
+    stderr at every tenth of the simulated time (for logs); or nothing."""
 
-    def __init__(self, duration_ms: float, enabled: bool, label: str, recorder: Recorder | None = None) -> None:
+    #: simulated-time fraction between two plain progress lines
+    LINE_STEP = 0.1
+
+    def __init__(self, duration_ms: float, enabled: bool, label: str, recorder: Recorder | None = None,
+                 *, lines: bool = False) -> None:
         self.bar = None
         self._recorder = recorder
         self._t0 = time.perf_counter()
+        self._label = label
+        self._duration_ms = duration_ms
+        self._next_line = self.LINE_STEP if lines and not enabled and duration_ms > 0 else None
         if enabled:
             from tqdm.auto import tqdm
 
@@ -157,6 +165,8 @@ class _Progress:
             )
 
     def __call__(self, t_ms: float) -> None:
+        if self._next_line is not None and t_ms >= self._next_line * self._duration_ms:
+            self._line(t_ms)
         if self.bar is not None:
             n = min(round(t_ms / 1000.0, 3), self.bar.total)
             if n > self.bar.n:
@@ -171,6 +181,15 @@ class _Progress:
         return (f"{events:,} events ({events / wall:,.0f}/s), "
                 f"{deliveries:,} deliveries ({deliveries / wall:,.0f}/s)")
 
+    def _line(self, t_ms: float) -> None:
+        done = min(t_ms / self._duration_ms, 1.0)
+        while self._next_line is not None and self._next_line <= done + 1e-9:
+            self._next_line = self._next_line + self.LINE_STEP if self._next_line < 1.0 - 1e-9 else None
+        rates = f", {self._rates()}" if self._recorder is not None else ""
+        print(f"{self._label}: {done:4.0%} ({t_ms / 1000:,.0f}/{self._duration_ms / 1000:,.0f} sim s) after "
+              f"{time.perf_counter() - self._t0:,.1f} s{rates}, peak memory {peak_rss_mb()} MiB",
+              file=sys.stderr, flush=True)
+
     def note(self, text: str) -> None:
         if self.bar is not None:
             self.bar.set_postfix_str(text)
@@ -182,7 +201,9 @@ class _Progress:
             self.bar.close()
 
 
-def _progress_wanted(progress: bool | None) -> bool:
+def _progress_wanted(progress: bool | str | None) -> bool:
+    if progress == "lines":
+        return False
     if progress is not None:
         return bool(progress)
     try:
@@ -232,7 +253,7 @@ def run_scenario(
     scenario: Scenario,
     *,
     out_dir: str | Path | None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     name: str | None = None,
     run_id: str | None = None,
     plots: bool = True,
@@ -250,7 +271,10 @@ def run_scenario(
         (created if needed); ``None`` writes nothing.
     progress:
         Show a progress bar in simulated time on stderr: ``None`` (default)
-        when stderr is a terminal, ``True`` always, ``False`` never.
+        when stderr is a terminal, ``True`` always, ``False`` never;
+        ``"lines"``: no bar, a plain line at every tenth of the simulated
+        time (time so far, events and deliveries per second, peak memory),
+        for logs.
     name:
         A label for the progress bar and ``summary["name"]`` (default: the
         scenario's description, or ``"run"``).
@@ -285,7 +309,10 @@ def run_scenario(
     rid = run_id or run_id_for(scenario)
     recorder = Recorder(run_id=rid)
     interrupt = _Interrupt()
-    bar = _Progress(scenario.simulation.duration_ms, _progress_wanted(progress), label, recorder)
+    if progress not in (None, True, False, "lines"):
+        raise ValueError(f"progress={progress!r}: choose None, True, False or 'lines'")
+    bar = _Progress(scenario.simulation.duration_ms, _progress_wanted(progress), label, recorder,
+                    lines=progress == "lines")
 
     def stop() -> bool:
         return interrupt() or bool(should_stop is not None and should_stop())

@@ -301,6 +301,21 @@ def test_progress_shows_event_and_delivery_rates_and_the_run_its_peak_memory(tin
     assert re.search(r"deliveries/s, peak memory [0-9,]+ MiB", res.report())
 
 
+def test_progress_lines_for_logs_at_every_tenth_of_the_simulated_time(tiny, capsys):
+    run_scenario(tiny, out_dir=None, progress="lines", name="tiny")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10
+    done = [int(re.match(r"tiny: +([0-9]+)%", line).group(1)) for line in lines]
+    assert all(10 * i <= p < 10 * i + 10 for i, p in enumerate(done[:-1], start=1)) and done[-1] == 100
+    assert all(re.search(r"[0-9,]+ events \([0-9,]+/s\), [0-9,]+ deliveries .* peak memory [0-9.,]+ MiB$", line)
+               for line in lines)
+
+
+def test_progress_mode_must_be_known(tiny):
+    with pytest.raises(ValueError, match="progress='bar'"):
+        run_scenario(tiny, out_dir=None, progress="bar")
+
+
 def test_quiet_when_not_a_tty(tiny, capsys):
     run_scenario(tiny, out_dir=None, simulator=fake_simulate)  # stderr is captured: not a TTY
     assert capsys.readouterr().err == ""
