@@ -20,6 +20,13 @@ class MissingParentsError(ValueError):
         super().__init__(f"{event_id} has {len(missing)} missing parent(s): {', '.join(missing)}")
 
 
+def _kids(entry: "str | tuple[str, ...] | None") -> tuple[str, ...]:
+    """A ``RoomGraph._children`` entry as a tuple."""
+    if entry is None:
+        return ()
+    return (entry,) if type(entry) is str else entry
+
+
 class RoomGraph:
     """The prev_events DAG of one room, plus the outliers known for it.
 
@@ -42,9 +49,10 @@ class RoomGraph:
         self.held: dict[str, Event] = {}
         #: a DAG member or an outlier by ID (``held.get``)
         self.get = self.held.get
-        #: children by parent, as tuples (most events have one: a tuple is
-        #: half a list's memory, and there is one per (server, event))
-        self._children: dict[str, tuple[str, ...]] = {}
+        #: children by parent: the child's ID itself when there is one (most
+        #: events: no container at all, and there is one per (server,
+        #: event)), a tuple of them when there are more (see :func:`_kids`)
+        self._children: dict[str, str | tuple[str, ...]] = {}
         self._depth: dict[str, int] = {}
         self._extremities: set[str] = set()
         self._topo: list[str] | None = None
@@ -116,7 +124,8 @@ class RoomGraph:
             d = self._depth.get(p, 0)
             if d > depth:
                 depth = d
-            children[p] = children.get(p, ()) + (eid,)
+            c = children.get(p)
+            children[p] = eid if c is None else ((c, eid) if type(c) is str else c + (eid,))
             ext.discard(p)
         self._events[eid] = event
         self._outliers.pop(eid, None)
@@ -147,7 +156,7 @@ class RoomGraph:
         return self._depth[event_id]
 
     def children(self, event_id: str) -> tuple[str, ...]:
-        return tuple(self._children.get(event_id, ()))
+        return _kids(self._children.get(event_id))
 
     def ancestors(self, event_ids: str | Iterable[str]) -> set[str]:
         """Every DAG member reachable through prev_events (the starts excluded)."""
@@ -175,15 +184,15 @@ class RoomGraph:
         starts = [event_ids] if isinstance(event_ids, str) else list(event_ids)
         seen: set[str] = set()
         queue = deque()
-        for s in starts:
-            queue.extend(self._children.get(s, ()))
         children = self._children
+        for s in starts:
+            queue.extend(_kids(children.get(s)))
         while queue:
             eid = queue.popleft()
             if eid in seen:
                 continue
             seen.add(eid)
-            queue.extend(c for c in children.get(eid, ()) if c not in seen)
+            queue.extend(c for c in _kids(children.get(eid)) if c not in seen)
         return seen
 
     def topological_order(self) -> list[str]:
