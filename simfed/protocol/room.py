@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import AbstractSet, Callable, Iterable, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
 from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
-from .stateres import get_resolver, resolve_state
+from .stateres import ItemSets, get_resolver, resolve_state
 from .stateres.v2_key import UNDECIDED, resolve_key_v2
 from .toposort import CycleError, toposort
 
@@ -93,7 +93,7 @@ class SharedStateMemo:
     """
 
     __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted",
-                 "state_chains")
+                 "state_chains", "items")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
@@ -131,6 +131,8 @@ class SharedStateMemo:
         #: the union of the auth chains of a state map's events, by the map's
         #: identity (``AuthChainIndex.state_chain``; the map is kept in the value)
         self.state_chains: "OrderedDict[tuple[int, bool], tuple]" = OrderedDict()
+        #: the (key, event) pairs of state maps as frozensets, by identity
+        self.items = ItemSets()
 
 
 class RoomState:
@@ -235,6 +237,7 @@ class RoomState:
         return resolve_state(
             self.algorithm, state_sets, self.events, self.room_version,
             compat=self.compat, rejected=self.rejected, auth_chains=self.graph.auth_chains,
+            items_of=self.shared.items if self.shared is not None else None,
         )
 
     def state_before(self, event: Event) -> dict[StateKey, str]:
@@ -330,7 +333,7 @@ class RoomState:
         memo = shared.conflicted
         hit = memo.get(key)
         if hit is None:
-            hit = memo[key] = (tuple(state_sets), conflicted_size(state_sets))
+            hit = memo[key] = (tuple(state_sets), conflicted_size(state_sets, shared.items))
             if len(memo) > SharedStateMemo.max_resolutions(len(state_sets[0])):
                 memo.popitem(last=False)
         return hit[1]
@@ -497,7 +500,8 @@ class RoomState:
             if found is not None:
                 return found[0].get(key)
         return resolve_key_v2(distinct, key, self.events, self.room_version, compat=self.compat,
-                              rejected=self.rejected, auth_chains=self.graph.auth_chains)
+                              rejected=self.rejected, auth_chains=self.graph.auth_chains,
+                              items_of=shared.items if shared is not None else None)
 
     def _current_auth_state(self, event: Event) -> dict[StateKey, Event]:
         """``event``'s auth keys in the current state, each read with
@@ -645,21 +649,28 @@ class RoomState:
         self._current = None
 
 
-def conflicted_size(state_sets: Sequence[StateMapT]) -> int:
+def conflicted_size(state_sets: Sequence[StateMapT],
+                    items_of: "Callable[[StateMapT], AbstractSet] | None" = None) -> int:
     """Number of distinct events in the conflicted state of ``state_sets``:
-    those of every key that not all sets map to the same event."""
+    those of every key that not all sets map to the same event
+    (``items_of``: a map's pairs as a set, e.g. :class:`.stateres.ItemSets`)."""
     if len(state_sets) < 2:
         return 0
     # The (key, event) pairs where some set differs from the first are
     # exactly the pairs of the conflicted keys, in every set: a conflicted
     # key has a set that disagrees with the first, and each set's value of
     # it either differs from the first's or is the first's. Set operations
-    # on the item views, in C.
-    first = state_sets[0].items()
+    # on the item views (or kept item sets), in C.
+    items = items_of or _items_view
+    first = items(state_sets[0])
     pairs: set = set()
     for s in state_sets[1:]:
-        pairs |= first ^ s.items()
+        pairs |= first ^ items(s)
     return len({eid for _, eid in pairs})
+
+
+def _items_view(state: StateMapT) -> AbstractSet:
+    return state.items()
 
 
 # -- offline processing ---------------------------------------------------------

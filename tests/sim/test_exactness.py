@@ -146,6 +146,26 @@ def test_shared_state_chains_are_exact(monkeypatch):
     assert_same(shared, tables(sc))
 
 
+def test_kept_item_sets_of_state_maps_are_exact(monkeypatch):
+    """Conflicted keys and counts from item sets kept by the maps' identity,
+    against the maps' own item views."""
+    from simfed.protocol.stateres import ItemSets
+
+    sc = conflict_heavy("v2")
+    call = ItemSets.__call__
+    used = []
+
+    def counted(self, state):
+        used.append(1)
+        return call(self, state)
+
+    monkeypatch.setattr(ItemSets, "__call__", counted)
+    kept = tables(sc)
+    assert len(used) > 100
+    monkeypatch.setattr(ItemSets, "__call__", lambda self, state: frozenset(state.items()))  # made anew each time
+    assert_same(kept, tables(sc))
+
+
 def test_the_scenario_exercises_the_shortcuts():
     res = simulate(conflict_heavy("v2"))
     t = res.recorder.tables()

@@ -10,14 +10,16 @@ caller picks algorithms by name through :func:`resolve_state`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Container, Mapping, Sequence
+from typing import AbstractSet, Callable, Container, Mapping, Sequence
 
 from ..authchain import AuthChainIndex
 from ..events import Event
 from ..roomversions import RoomVersion, get_room_version
 
 __all__ = [
+    "ItemSets",
     "ResolutionContext",
     "Resolver",
     "StateMap",
@@ -39,6 +41,7 @@ class ResolutionContext:
     with ``compat="synapse"`` never re-admitted either).
     ``auth_chains``: a shared, memoised auth chain index (built from
     ``events`` if not given).
+    ``items_of``: see :class:`ItemSets` (for callers whose maps never change).
     """
 
     room_version: RoomVersion
@@ -46,6 +49,9 @@ class ResolutionContext:
     rejected: Container[str] = frozenset()
     auth_chains: AuthChainIndex | None = None
     stats: dict = field(default_factory=dict)
+    #: the (key, event) pairs of a state map as a set (e.g. :class:`ItemSets`);
+    #: None: its ``items()`` view
+    items_of: "Callable[[StateMap], AbstractSet] | None" = None
 
 
 Resolver = Callable[[Sequence[StateMap], Mapping[str, Event], ResolutionContext], dict]
@@ -94,11 +100,14 @@ def resolve_state(
     compat: str = "spec",
     rejected: Container[str] = frozenset(),
     auth_chains: AuthChainIndex | None = None,
+    items_of: "Callable[[StateMap], AbstractSet] | None" = None,
 ) -> dict[tuple[str, str], str]:
     """Resolve ``state_sets`` into one state map with the named algorithm.
 
     ``events`` must hold every event the algorithm may need: the state
     events and their auth chains. The result holds only input events.
+    ``items_of``: an :class:`ItemSets` kept across calls, for a caller
+    whose state maps never change once made (the simulator).
     """
     if compat not in ("spec", "synapse"):
         raise ValueError(f"compat={compat!r}: choose 'spec' or 'synapse'")
@@ -108,31 +117,76 @@ def resolve_state(
         return {}
     if len(sets) == 1:
         return dict(sets[0])
-    ctx = ResolutionContext(get_room_version(room_version), compat, rejected, auth_chains)
+    ctx = ResolutionContext(get_room_version(room_version), compat, rejected, auth_chains, items_of=items_of)
     if ctx.auth_chains is None:
         ctx.auth_chains = AuthChainIndex(events)
     return resolver(sets, events, ctx)
 
 
-def conflicted_keys(state_sets: Sequence[StateMap]) -> set:
+class ItemSets:
+    """The (key, event) pairs of state maps as frozensets, kept by each map's
+    identity (the map is kept with its set, so the identity stays valid).
+
+    Comparing state maps (their conflicted keys) is a set operation on their
+    pairs; on item views every pair is hashed again each time, while a
+    frozenset keeps each pair's hash, so operations between two of them
+    only probe tables. Valid only for maps that never change once made, as
+    the simulator's are. Holds at most about ``max_pairs`` pairs in all
+    (oldest maps dropped first)."""
+
+    __slots__ = ("_memo", "_pairs", "max_pairs")
+
+    def __init__(self, max_pairs: int = 400_000) -> None:
+        self._memo: "OrderedDict[int, tuple[StateMap, frozenset]]" = OrderedDict()
+        self._pairs = 0
+        self.max_pairs = max_pairs
+
+    def __call__(self, state: StateMap) -> frozenset:
+        memo = self._memo
+        hit = memo.get(id(state))
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        items = frozenset(state.items())
+        if hit is not None:  # a map since dropped had this identity
+            self._pairs -= len(hit[1])
+        memo[id(state)] = (state, items)
+        self._pairs += len(items)
+        while self._pairs > self.max_pairs and len(memo) > 1:
+            _, (_, old) = memo.popitem(last=False)
+            self._pairs -= len(old)
+        return items
+
+
+def conflicted_keys(state_sets: Sequence[StateMap],
+                    items_of: "Callable[[StateMap], AbstractSet] | None" = None) -> set:
     """The keys that not every set maps to the same event (a key missing from
     some set is conflicted): where some set differs from the first, found by
-    a set operation on the (key, event) items, done in C."""
+    a set operation on the (key, event) items, done in C (``items_of``: see
+    :class:`ItemSets`)."""
     first = state_sets[0]
-    first_items = first.items()
+    items = items_of or _items_view
+    first_items = items(first)
     keys: set = set()
     for s in state_sets[1:]:
         if s is not first:
-            keys.update(k for k, _ in first_items ^ s.items())
+            keys.update(k for k, _ in first_items ^ items(s))
     return keys
 
 
-def separate(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str, str], set[str]]]:
+def _items_view(state: StateMap) -> AbstractSet:
+    return state.items()
+
+
+def separate(state_sets: Sequence[StateMap],
+             items_of: "Callable[[StateMap], AbstractSet] | None" = None) -> tuple[dict, dict[tuple[str, str], set[str]]]:
     """Split into unconflicted state and conflicted candidates (v2 rules:
-    a key missing from some set is conflicted)."""
+    a key missing from some set is conflicted). ``items_of``: see
+    :class:`ItemSets`."""
     if len(state_sets) > 2:
+        if items_of is not None:
+            return _separate_item_sets(state_sets, items_of)
         return _separate_many(state_sets)
-    keys = conflicted_keys(state_sets)
+    keys = conflicted_keys(state_sets, items_of)
     unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
     conflicted = {k: {s[k] for s in state_sets if k in s} for k in keys}
     return unconflicted, conflicted
@@ -158,3 +212,26 @@ def _separate_many(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str
     keys = multi | (cands.keys() - shared)
     unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
     return unconflicted, {k: cands[k] for k in keys}
+
+
+
+def _separate_item_sets(state_sets: Sequence[StateMap],
+                        items_of: "Callable[[StateMap], AbstractSet]") -> tuple[dict, dict[tuple[str, str], set[str]]]:
+    """``separate`` for three sets or more from their kept item sets: a
+    (key, event) pair that some set lacks marks its key conflicted, and
+    every pair of a conflicted key is one; the pairs in some set but not
+    all come from a union less an intersection on the kept sets (their
+    hashes kept: no pair is hashed again), and only those are grouped in
+    Python."""
+    items = [items_of(s) for s in state_sets]
+    odd = set().union(*items)
+    odd.difference_update(items[0].intersection(*items[1:]))
+    cands: dict[tuple[str, str], set[str]] = {}
+    for k, v in odd:
+        c = cands.get(k)
+        if c is None:
+            cands[k] = {v}
+        else:
+            c.add(v)
+    unconflicted = {k: v for k, v in state_sets[0].items() if k not in cands}
+    return unconflicted, cands

@@ -413,7 +413,7 @@ def _mainline_order(ids: Iterable[str], pl_id: str | None, events: Mapping[str, 
 
 @register("v2")
 def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx: ResolutionContext) -> dict:
-    unconflicted, conflicted = separate(state_sets)
+    unconflicted, conflicted = separate(state_sets, ctx.items_of)
     if not conflicted:
         return unconflicted
     chains = ctx.auth_chains

@@ -25,7 +25,7 @@ the value is the same. Otherwise the caller resolves the whole state.
 
 from __future__ import annotations
 
-from typing import Container, Mapping, Sequence
+from typing import AbstractSet, Callable, Container, Mapping, Sequence
 
 from ..auth import PL_KEY, StateKey
 from ..authchain import AuthChainIndex, state_chain_difference
@@ -50,7 +50,7 @@ def resolve_v2_key(state_sets: Sequence[StateMap], key: StateKey, events: Mappin
                    ctx: ResolutionContext) -> "str | None | _Undecided":
     """``resolve_v2(state_sets, events, ctx).get(key)`` when the module's
     conditions hold, else :data:`UNDECIDED`."""
-    unconflicted, conflicted = separate(state_sets)
+    unconflicted, conflicted = separate(state_sets, ctx.items_of)
     if key not in conflicted:
         return unconflicted.get(key)
     chains = ctx.auth_chains
@@ -93,6 +93,7 @@ def resolve_key_v2(
     compat: str = "spec",
     rejected: Container[str] = frozenset(),
     auth_chains: AuthChainIndex | None = None,
+    items_of: "Callable[[StateMap], AbstractSet] | None" = None,
 ) -> "str | None | _Undecided":
     """``resolve_state("v2", state_sets, ...).get(key)`` by
     :func:`resolve_v2_key` (same arguments), or :data:`UNDECIDED`."""
@@ -102,7 +103,7 @@ def resolve_key_v2(
         return None
     if len(state_sets) == 1:
         return state_sets[0].get(key)
-    ctx = ResolutionContext(get_room_version(room_version), compat, rejected, auth_chains)
+    ctx = ResolutionContext(get_room_version(room_version), compat, rejected, auth_chains, items_of=items_of)
     if ctx.auth_chains is None:
         ctx.auth_chains = AuthChainIndex(events)
     return resolve_v2_key(state_sets, key, events, ctx)
