@@ -220,12 +220,15 @@ def _separate_item_sets(state_sets: Sequence[StateMap],
     """``separate`` for three sets or more from their kept item sets: a
     (key, event) pair that some set lacks marks its key conflicted, and
     every pair of a conflicted key is one; the pairs in some set but not
-    all come from a union less an intersection on the kept sets (their
-    hashes kept: no pair is hashed again), and only those are grouped in
-    Python."""
-    items = [items_of(s) for s in state_sets]
-    odd = set().union(*items)
-    odd.difference_update(items[0].intersection(*items[1:]))
+    all are those that differ between the first set and another, found by
+    differences of the kept sets (their hashes kept: no pair is hashed
+    again), and only those are grouped in Python."""
+    first = items_of(state_sets[0])
+    odd: set = set()
+    for s in state_sets[1:]:
+        other = items_of(s)
+        odd |= first - other
+        odd |= other - first
     cands: dict[tuple[str, str], set[str]] = {}
     for k, v in odd:
         c = cands.get(k)
