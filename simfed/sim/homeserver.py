@@ -943,7 +943,5 @@ def _compact_answer(res: Response) -> "Response | tuple[str, ...]":
 
 def state_digest(state: dict) -> str:
     """A short, order-independent hash of a state map."""
-    h = hashlib.sha1()
-    for (etype, skey), eid in sorted(state.items()):
-        h.update(f"{etype}\x00{skey}\x00{eid}\x01".encode())
-    return h.hexdigest()[:16]
+    text = "".join([f"{etype}\x00{skey}\x00{eid}\x01" for (etype, skey), eid in sorted(state.items())])
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
