@@ -200,11 +200,16 @@ def _live_events(state: Mapping[StateKey, str], events: Mapping[str, Event], rej
 #: the servers of a run share it; cleared whole at ``REPLAY_INFO_MAX``.
 _replay_infos: dict[str, tuple] = {}
 REPLAY_INFO_MAX = 200_000
+#: events replayed once without their info being made: it is made the
+#: second time (an event replayed once only, as in a single resolution,
+#: costs no more than without the info)
+_replayed_once: set[str] = set()
 
 
 def clear_replay_infos() -> None:
     """Forget every event's replay info (benchmarks: nothing kept between repeats)."""
     _replay_infos.clear()
+    _replayed_once.clear()
 
 
 def _replay_info(ev: Event, events: Mapping[str, Event]) -> tuple:
@@ -226,6 +231,7 @@ def _replay_info(ev: Event, events: Mapping[str, Event]) -> tuple:
     info = (ev, frozenset(ev.auth_events), items, types, parent)
     if len(_replay_infos) >= REPLAY_INFO_MAX:
         _replay_infos.clear()
+        _replayed_once.clear()
     _replay_infos[ev.event_id] = info
     return info
 
@@ -241,8 +247,8 @@ def _none_of(rejected: Container[str]) -> "Callable[[frozenset[str]], bool]":
 
 
 def _own_auth_lookup(events: Mapping[str, Event], rejected: Container[str]) -> "tuple[Callable[[Event], tuple], Callable[[Event, tuple], Mapping[StateKey, Event]]]":
-    """Two functions for a replay: an event's replay info (shared, made if
-    missing), and its own auth state (its known, unrejected auth events by
+    """Two functions for a replay: an event's replay info (shared; made the
+    second time an event is replayed, None the first), and its own auth state (its known, unrejected auth events by
     key; read-only) given that info: the info's when this server holds all
     of them and rejected none, else built."""
     get = events.get
@@ -250,16 +256,23 @@ def _own_auth_lookup(events: Mapping[str, Event], rejected: Container[str]) -> "
     none_rejected = _none_of(rejected)
     info_get = _replay_infos.get
 
-    def info_of(ev: Event) -> tuple:
-        info = info_get(ev.event_id)
-        if info is None or info[0] is not ev:
-            info = _replay_info(ev, events)
-        return info
+    once = _replayed_once
 
-    def own_from(ev: Event, info: tuple) -> Mapping[StateKey, Event]:
-        aids = info[1]
-        if aids is not None and held >= aids and none_rejected(aids):
-            return info[2]
+    def info_of(ev: Event) -> tuple | None:
+        eid = ev.event_id
+        info = info_get(eid)
+        if info is not None and info[0] is ev:
+            return info
+        if eid not in once:
+            once.add(eid)
+            return None
+        return _replay_info(ev, events)
+
+    def own_from(ev: Event, info: tuple | None) -> Mapping[StateKey, Event]:
+        if info is not None:
+            aids = info[1]
+            if aids is not None and held >= aids and none_rejected(aids):
+                return info[2]
         return _own_auth_events(ev, get, rejected)
 
     return info_of, own_from
@@ -332,9 +345,10 @@ def iterative_auth_checks(
             ok = allowed(ev, dict(own_from(ev, info_of(ev))))
         else:
             info = info_of(ev)
+            types = info[3] if info is not None else auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
             own = None
             auth = {}
-            for k in info[3]:  # the auth types, in auth_types_for_event's order
+            for k in types:  # the auth types, in auth_types_for_event's order
                 cur_ev = live[k]
                 if cur_ev is None:
                     if own is None:
