@@ -52,9 +52,13 @@ import simpy
 
 from .latency import LatencyModel
 from .loss import LossModel, NoLoss
+from .streams import Stream
 from .tcp import TcpModel
 
 __all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
+
+#: Links made one by one from a source before the rest of its links are seeded together.
+BATCH_AFTER = 16
 
 #: Reasons a message can be dropped, as reported to the observer.
 DROP_REASONS = ("loss", "partition", "src_down", "dst_down", "unreachable", "connection")
@@ -186,7 +190,11 @@ class Network:
             raise ValueError("Network needs rng or rng_for")
         self._rng = rng
         self._rng_for = rng_for
-        self._link_rngs: dict[tuple[str, str], tuple[np.random.Generator, np.random.Generator]] = {}
+        # src -> dst -> (latency, loss) streams, made at a link's first message
+        self._link_rngs: dict[str, dict[str, tuple[np.random.Generator, np.random.Generator]]] = {
+            n: {} for n in names}
+        # src -> (dst -> row of words, the state words of those links' streams)
+        self._seeded: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         self._tcp = tcp
         self._observer = observer
         self._reachable = reachable
@@ -235,16 +243,44 @@ class Network:
             self._tcp.close(client, server)
 
     def link_rngs(self, src: str, dst: str) -> tuple[np.random.Generator, np.random.Generator]:
-        """The (latency, loss) streams of the directed link src -> dst."""
-        pair = self._link_rngs.get((src, dst))
+        """The (latency, loss) streams of the directed link src -> dst.
+
+        Made at the link's first message. With a batch factory
+        (``rng_for.many``, e.g. :class:`~.streams.Streams`), once
+        ``BATCH_AFTER`` links from ``src`` exist the streams of all its other
+        links are seeded together and kept as state words (32 bytes a
+        stream) until each link's first message."""
+        row = self._link_rngs[src]
+        pair = row.get(dst)
         if pair is None:
             if self._rng_for is None:
                 pair = (self._rng, self._rng)
             else:
-                name = f"link/{src}->{dst}"
-                pair = (self._rng_for(name + "/latency"), self._rng_for(name + "/loss"))
-            self._link_rngs[(src, dst)] = pair
+                seeded = self._seeded.get(src)
+                if seeded is None and len(row) >= BATCH_AFTER and getattr(self._rng_for, "many", None):
+                    seeded = self._seed_row(src, row)
+                if seeded is not None:
+                    index, words = seeded
+                    i = 2 * index.pop(dst)
+                    lat, loss = words[i:i + 2].tolist()
+                    if not index:
+                        del self._seeded[src]
+                    pair = (Stream.from_words(lat), Stream.from_words(loss))
+                else:
+                    name = f"link/{src}->{dst}"
+                    pair = (self._rng_for(name + "/latency"), self._rng_for(name + "/loss"))
+            row[dst] = pair
         return pair
+
+    def _seed_row(self, src: str, row: dict[str, Any]) -> tuple[dict[str, int], np.ndarray]:
+        """Seed the streams of every link from ``src`` not made yet, at once."""
+        dsts = [d for d in self._up if d != src and d not in row]
+        names = []
+        for d in dsts:
+            names += (f"link/{src}->{d}/latency", f"link/{src}->{d}/loss")
+        seeded = self._seeded[src] = ({d: i for i, d in enumerate(dsts)},
+                                      self._rng_for.many(names))  # type: ignore[union-attr]
+        return seeded
 
     def is_up(self, server: str) -> bool:
         """True if the server is up."""
@@ -307,7 +343,7 @@ class Network:
         serialization = size_bytes * self._ms_per_byte[src]
         end = start + serialization
         self._free_at[src] = end
-        pair = self._link_rngs.get((src, dst))
+        pair = self._link_rngs[src].get(dst)
         lat_rng, loss_rng = pair if pair is not None else self.link_rngs(src, dst)
         arrival = end + self._latency.sample(src, dst, lat_rng)
         if self._lossy and self._loss.drops(src, dst, loss_rng):
