@@ -28,8 +28,9 @@ A message's life (``Network.send``):
    delivered and ``deliver(payload)`` is called. A server that goes down
    after sending does not recall messages already on the wire.
 
-Each message that survives step 4 costs exactly one ``env.timeout`` with a
-callback; there is no process per message.
+Each message that survives step 4 costs exactly one entry in SimPy's queue,
+where ``env.timeout`` with a callback would put it (the message record is
+the event); there is no process per message.
 
 Random streams: with ``rng_for`` every directed link draws its latencies and
 its loss decisions from two streams of its own (``rng_for("link/a->b/latency")``
@@ -45,10 +46,12 @@ plus ``retransmissions=k`` (keyword) when the network has a TCP model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from .latency import LatencyModel
 from .loss import LossModel, NoLoss
@@ -365,8 +368,13 @@ class Network:
                 tcp.used(src, dst, arrival)
             elif tcp.connected(dst, src, now):  # a reply on an aborted connection does not revive it
                 tcp.used(dst, src, arrival)
-        self.env.timeout(arrival - now).callbacks.append(
-            _InFlight(self, now, kind, src, dst, size_bytes, payload, deliver, retrans).arrive)
+        delay = arrival - now
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        # what env.timeout(delay).callbacks.append(...) would put in SimPy's queue, without the Timeout
+        env = self.env
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid),  # type: ignore[attr-defined]
+                              _InFlight(self, now, kind, src, dst, size_bytes, payload, deliver, retrans)))
 
     def _failure(self, t_sent: float, kind: str, src: str, dst: str, size_bytes: int, retrans: int,
                  on_fail: Callable[[], None] | None) -> Callable[[Any], None]:
@@ -413,12 +421,17 @@ class Network:
 
 
 class _InFlight:
-    """A message on the wire: ``arrive`` is its arrival timer's callback."""
+    """A message on the wire, in SimPy's queue as its own arrival event: the
+    environment's step reads an event's ``callbacks`` (here one function,
+    called with the message) and ``_ok``, nothing else."""
 
-    __slots__ = ("net", "t_sent", "kind", "src", "dst", "size_bytes", "payload", "deliver", "retrans")
+    __slots__ = ("callbacks", "_ok", "net", "t_sent", "kind", "src", "dst", "size_bytes", "payload", "deliver",
+                 "retrans")
 
     def __init__(self, net: Network, t_sent: float, kind: str, src: str, dst: str, size_bytes: int,
                  payload: Any, deliver: Callable[[Any], None], retrans: int) -> None:
+        self.callbacks: tuple[Callable[[_InFlight], None], ...] | None = _ARRIVAL
+        self._ok = True
         self.net = net
         self.t_sent = t_sent
         self.kind = kind
@@ -429,6 +442,10 @@ class _InFlight:
         self.deliver = deliver
         self.retrans = retrans
 
-    def arrive(self, _event: Any) -> None:
+    def arrive(self) -> None:
+        """The message reaches its destination (or is dropped there)."""
         self.net._arrive(self.t_sent, self.kind, self.src, self.dst, self.size_bytes, self.payload,
                          self.deliver, self.retrans)
+
+
+_ARRIVAL = (_InFlight.arrive,)
