@@ -60,7 +60,10 @@ from .tcp import TcpModel
 
 __all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
 
-#: Links made one by one from a source before the rest of its links are seeded together.
+#: Links made one by one from a source before the rest of its links are seeded
+#: together: at least this many, and half of the servers (a source that sends
+#: to half of the servers sends to all of them, as a room's fan-out does;
+#: one that only answers some never pays for the words of links it never uses).
 BATCH_AFTER = 16
 
 #: Reasons a message can be dropped, as reported to the observer.
@@ -198,6 +201,7 @@ class Network:
             n: {} for n in names}
         # src -> (dst -> row of words, the state words of those links' streams)
         self._seeded: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+        self._batch_after = max(BATCH_AFTER, len(names) // 2)
         self._tcp = tcp
         self._observer = observer
         self._reachable = reachable
@@ -249,10 +253,10 @@ class Network:
         """The (latency, loss) streams of the directed link src -> dst.
 
         Made at the link's first message. With a batch factory
-        (``rng_for.many``, e.g. :class:`~.streams.Streams`), once
-        ``BATCH_AFTER`` links from ``src`` exist the streams of all its other
-        links are seeded together and kept as state words (32 bytes a
-        stream) until each link's first message."""
+        (``rng_for.many``, e.g. :class:`~.streams.Streams`), once links from
+        ``src`` to half of the servers (and at least ``BATCH_AFTER``) exist,
+        the streams of all its other links are seeded together and kept as
+        state words (32 bytes a stream) until each link's first message."""
         row = self._link_rngs[src]
         pair = row.get(dst)
         if pair is None:
@@ -260,7 +264,8 @@ class Network:
                 pair = (self._rng, self._rng)
             else:
                 seeded = self._seeded.get(src)
-                if seeded is None and len(row) >= BATCH_AFTER and getattr(self._rng_for, "many", None):
+                if (seeded is None and len(row) >= self._batch_after
+                        and getattr(self._rng_for, "many", None) is not None):
                     seeded = self._seed_row(src, row)
                 if seeded is not None:
                     index, words = seeded

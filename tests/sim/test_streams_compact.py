@@ -59,7 +59,7 @@ def test_network_seeds_a_busy_sources_links_together_with_the_same_draws():
     from simfed.sim.latency import ConstantLatency
     from simfed.sim.network import BATCH_AFTER, Network
 
-    names = [f"hs{i}" for i in range(BATCH_AFTER + 12)]
+    names = [f"hs{i}" for i in range(2 * BATCH_AFTER + 12)]
 
     def net(rng_for):
         return Network(simpy.Environment(), names, latency=ConstantLatency(1.0), rng_for=rng_for)
