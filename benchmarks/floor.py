@@ -61,6 +61,7 @@ LAYERS = (
     ("simfed/sim/loss.py", "network (links, latency, loss, tcp)"),
     ("simfed/sim/streams.py", "network (links, latency, loss, tcp)"),
     ("simfed/sim/transport.py", "transport (requests, answers)"),
+    ("simfed/sim/deadlines.py", "transport (requests, answers)"),
     ("simfed/sim/federation.py", "federation sender"),
     ("simfed/sim/serving.py", "serving + defences"),
     ("simfed/sim/defences", "serving + defences"),

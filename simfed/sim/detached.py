@@ -14,6 +14,7 @@ processed (in both cases nothing handles it and the run stops with it).
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import Any, Generator
 
 import simpy
@@ -23,12 +24,19 @@ __all__ = ["detached"]
 
 
 class _Driver:
-    __slots__ = ("gen",)
+    """Drives one generator; it is also the generator's start entry in
+    SimPy's queue (the environment's step reads an event's ``callbacks``
+    and ``_ok`` only; ``resume`` reads ``_value`` too)."""
+
+    __slots__ = ("gen", "callbacks", "_ok", "_value")
 
     def __init__(self, gen: Generator[simpy.Event, Any, Any]) -> None:
         self.gen = gen
+        self.callbacks: tuple[Any, ...] | None = _START
+        self._ok = True
+        self._value = None
 
-    def resume(self, event: simpy.Event) -> None:
+    def resume(self, event: Any) -> None:
         # SimPy's Process._resume, without ending in an event of its own
         gen = self.gen
         while True:
@@ -46,12 +54,15 @@ class _Driver:
                 event.callbacks.append(self.resume)
                 return
 
+    def start(self) -> None:
+        self.resume(self)
+
+
+_START = (_Driver.start,)
+
 
 def detached(env: simpy.Environment, gen: Generator[simpy.Event, Any, Any]) -> None:
     """Start ``gen`` as ``env.process(gen)`` would, for a process whose end
-    nobody waits for (see the module docstring)."""
-    start = simpy.Event(env)
-    start.callbacks.append(_Driver(gen).resume)  # type: ignore[union-attr]
-    start._ok = True
-    start._value = None
-    env.schedule(start, URGENT)
+    nobody waits for (see the module docstring): its start is an URGENT
+    entry now, where ``env.schedule`` would put SimPy's Initialize event."""
+    heappush(env._queue, (env._now, URGENT, next(env._eid), _Driver(gen)))  # type: ignore[attr-defined]

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Generator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -157,6 +158,10 @@ class _Persisted:
     failed_attempts: int = 0
 
 
+#: no EDUs queued (read-only: a queue gets a dict of its own for its first EDU)
+_NO_EDUS: MappingProxyType[Any, tuple[Any, int]] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class _Queue:
     """In-memory state per destination (lost on crash)."""
@@ -164,7 +169,9 @@ class _Queue:
     #: the PDUs waiting, oldest first: an empty tuple while there are none
     #: (an empty deque is ~600 bytes, and a server has a queue per server)
     pdus: "deque[tuple[Any, str, int, int]] | tuple[()]" = ()
-    edus: dict[Any, tuple[Any, int]] = field(default_factory=dict)
+    #: the EDUs waiting by key: the shared empty mapping while there are none
+    edus: "dict[Any, tuple[Any, int]] | MappingProxyType[Any, tuple[Any, int]]" = field(
+        default_factory=lambda: _NO_EDUS)
     running: bool = False
     catching_up: bool = False
 
@@ -236,7 +243,10 @@ class FederationSender:
         if key is None:
             self._edu_counter += 1
             key = ("#", self._edu_counter)
-        self._queue(destination).edus[key] = (edu, size)
+        q = self._queue(destination)
+        if q.edus is _NO_EDUS:
+            q.edus = {}
+        q.edus[key] = (edu, size)  # type: ignore[index]
         self._wake(destination)
 
     def on_contact(self, destination: str) -> None:
@@ -358,7 +368,7 @@ class FederationSender:
         p = self._persist(destination)
         over = p.retry_interval_ms > self.config.catchup_threshold_ms
         if over:
-            q.edus.clear()
+            q.edus = _NO_EDUS
         if over or self.config.catchup_after_any_failure:
             self._start_catching_up(destination, q)
         self._start_sweep(self.config.catchup_sweep_ms)
@@ -428,6 +438,8 @@ class FederationSender:
                     q.pdus.popleft()
                     if dirty.get(room_id) == gen:
                         del dirty[room_id]
+                if not dirty:
+                    dirty.clear()  # an emptied dict keeps its table (184 bytes); cleared, 64
                 if not q.pdus:
                     q.pdus = ()
         finally:
@@ -436,7 +448,11 @@ class FederationSender:
     def _pop_edus(self, q: _Queue) -> list[tuple[Any, int]]:
         n = min(len(q.edus), self.config.max_edus_per_txn)
         keys = [k for _, k in zip(range(n), q.edus)]
-        return [q.edus.pop(k) for k in keys]
+        edus = q.edus
+        out = [edus.pop(k) for k in keys]  # type: ignore[union-attr]
+        if not edus:
+            q.edus = _NO_EDUS
+        return out
 
     def _catch_up(self, destination: str, q: _Queue, epoch: int) -> Generator[simpy.Event, Any, bool]:
         """Send the provider's newest PDUs per undelivered room; True when caught up."""
@@ -531,7 +547,7 @@ class FederationSender:
             self._emit(destination, "backoff", {"interval_ms": p.retry_interval_ms, "reason": reason})
         over = p.retry_interval_ms > cfg.catchup_threshold_ms
         if over:
-            q.edus.clear()
+            q.edus = _NO_EDUS
         if cfg.catchup_after_any_failure or over:
             self._start_catching_up(destination, q)
         self._start_sweep(cfg.catchup_sweep_ms)

@@ -28,8 +28,9 @@ A message's life (``Network.send``):
    delivered and ``deliver(payload)`` is called. A server that goes down
    after sending does not recall messages already on the wire.
 
-Each message that survives step 4 costs exactly one ``env.timeout`` with a
-callback; there is no process per message.
+Each message that survives step 4 costs exactly one entry in SimPy's queue,
+where ``env.timeout`` with a callback would put it (the message record is
+the event); there is no process per message.
 
 Random streams: with ``rng_for`` every directed link draws its latencies and
 its loss decisions from two streams of its own (``rng_for("link/a->b/latency")``
@@ -45,16 +46,25 @@ plus ``retransmissions=k`` (keyword) when the network has a TCP model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from .latency import LatencyModel
 from .loss import LossModel, NoLoss
+from .streams import Stream
 from .tcp import TcpModel
 
 __all__ = ["Partition", "Network", "MessageObserver", "DROP_REASONS"]
+
+#: Links made one by one from a source before the rest of its links are seeded
+#: together: at least this many, and half of the servers (a source that sends
+#: to half of the servers sends to all of them, as a room's fan-out does;
+#: one that only answers some never pays for the words of links it never uses).
+BATCH_AFTER = 16
 
 #: Reasons a message can be dropped, as reported to the observer.
 DROP_REASONS = ("loss", "partition", "src_down", "dst_down", "unreachable", "connection")
@@ -186,7 +196,12 @@ class Network:
             raise ValueError("Network needs rng or rng_for")
         self._rng = rng
         self._rng_for = rng_for
-        self._link_rngs: dict[tuple[str, str], tuple[np.random.Generator, np.random.Generator]] = {}
+        # src -> dst -> (latency, loss) streams, made at a link's first message
+        self._link_rngs: dict[str, dict[str, tuple[np.random.Generator, np.random.Generator]]] = {
+            n: {} for n in names}
+        # src -> (dst -> row of words, the state words of those links' streams)
+        self._seeded: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+        self._batch_after = max(BATCH_AFTER, len(names) // 2)
         self._tcp = tcp
         self._observer = observer
         self._reachable = reachable
@@ -235,16 +250,45 @@ class Network:
             self._tcp.close(client, server)
 
     def link_rngs(self, src: str, dst: str) -> tuple[np.random.Generator, np.random.Generator]:
-        """The (latency, loss) streams of the directed link src -> dst."""
-        pair = self._link_rngs.get((src, dst))
+        """The (latency, loss) streams of the directed link src -> dst.
+
+        Made at the link's first message. With a batch factory
+        (``rng_for.many``, e.g. :class:`~.streams.Streams`), once links from
+        ``src`` to half of the servers (and at least ``BATCH_AFTER``) exist,
+        the streams of all its other links are seeded together and kept as
+        state words (32 bytes a stream) until each link's first message."""
+        row = self._link_rngs[src]
+        pair = row.get(dst)
         if pair is None:
             if self._rng_for is None:
                 pair = (self._rng, self._rng)
             else:
-                name = f"link/{src}->{dst}"
-                pair = (self._rng_for(name + "/latency"), self._rng_for(name + "/loss"))
-            self._link_rngs[(src, dst)] = pair
+                seeded = self._seeded.get(src)
+                if (seeded is None and len(row) >= self._batch_after
+                        and getattr(self._rng_for, "many", None) is not None):
+                    seeded = self._seed_row(src, row)
+                if seeded is not None:
+                    index, words = seeded
+                    i = 2 * index.pop(dst)
+                    lat, loss = words[i:i + 2].tolist()
+                    if not index:
+                        del self._seeded[src]
+                    pair = (Stream.from_words(lat), Stream.from_words(loss))
+                else:
+                    name = f"link/{src}->{dst}"
+                    pair = (self._rng_for(name + "/latency"), self._rng_for(name + "/loss"))
+            row[dst] = pair
         return pair
+
+    def _seed_row(self, src: str, row: dict[str, Any]) -> tuple[dict[str, int], np.ndarray]:
+        """Seed the streams of every link from ``src`` not made yet, at once."""
+        dsts = [d for d in self._up if d != src and d not in row]
+        names = []
+        for d in dsts:
+            names += (f"link/{src}->{d}/latency", f"link/{src}->{d}/loss")
+        seeded = self._seeded[src] = ({d: i for i, d in enumerate(dsts)},
+                                      self._rng_for.many(names))  # type: ignore[union-attr]
+        return seeded
 
     def is_up(self, server: str) -> bool:
         """True if the server is up."""
@@ -307,7 +351,7 @@ class Network:
         serialization = size_bytes * self._ms_per_byte[src]
         end = start + serialization
         self._free_at[src] = end
-        pair = self._link_rngs.get((src, dst))
+        pair = self._link_rngs[src].get(dst)
         lat_rng, loss_rng = pair if pair is not None else self.link_rngs(src, dst)
         arrival = end + self._latency.sample(src, dst, lat_rng)
         if self._lossy and self._loss.drops(src, dst, loss_rng):
@@ -329,8 +373,13 @@ class Network:
                 tcp.used(src, dst, arrival)
             elif tcp.connected(dst, src, now):  # a reply on an aborted connection does not revive it
                 tcp.used(dst, src, arrival)
-        self.env.timeout(arrival - now).callbacks.append(
-            _InFlight(self, now, kind, src, dst, size_bytes, payload, deliver, retrans).arrive)
+        delay = arrival - now
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        # what env.timeout(delay).callbacks.append(...) would put in SimPy's queue, without the Timeout
+        env = self.env
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid),  # type: ignore[attr-defined]
+                              _InFlight(self, now, kind, src, dst, size_bytes, payload, deliver, retrans)))
 
     def _failure(self, t_sent: float, kind: str, src: str, dst: str, size_bytes: int, retrans: int,
                  on_fail: Callable[[], None] | None) -> Callable[[Any], None]:
@@ -377,12 +426,17 @@ class Network:
 
 
 class _InFlight:
-    """A message on the wire: ``arrive`` is its arrival timer's callback."""
+    """A message on the wire, in SimPy's queue as its own arrival event: the
+    environment's step reads an event's ``callbacks`` (here one function,
+    called with the message) and ``_ok``, nothing else."""
 
-    __slots__ = ("net", "t_sent", "kind", "src", "dst", "size_bytes", "payload", "deliver", "retrans")
+    __slots__ = ("callbacks", "_ok", "net", "t_sent", "kind", "src", "dst", "size_bytes", "payload", "deliver",
+                 "retrans")
 
     def __init__(self, net: Network, t_sent: float, kind: str, src: str, dst: str, size_bytes: int,
                  payload: Any, deliver: Callable[[Any], None], retrans: int) -> None:
+        self.callbacks: tuple[Callable[[_InFlight], None], ...] | None = _ARRIVAL
+        self._ok = True
         self.net = net
         self.t_sent = t_sent
         self.kind = kind
@@ -393,6 +447,10 @@ class _InFlight:
         self.deliver = deliver
         self.retrans = retrans
 
-    def arrive(self, _event: Any) -> None:
+    def arrive(self) -> None:
+        """The message reaches its destination (or is dropped there)."""
         self.net._arrive(self.t_sent, self.kind, self.src, self.dst, self.size_bytes, self.payload,
                          self.deliver, self.retrans)
+
+
+_ARRIVAL = (_InFlight.arrive,)

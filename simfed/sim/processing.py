@@ -39,10 +39,11 @@ measured at run time, so runs stay deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from heapq import heappush
 from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping
 
 import simpy
-from simpy.events import URGENT
+from simpy.events import NORMAL, URGENT
 
 if TYPE_CHECKING:
     from .homeserver import Homeserver
@@ -290,9 +291,14 @@ class Cpu:
 
 
 class _Job:
-    """One ``Cpu.start``: the steps of ``Cpu.run`` chained by callbacks."""
+    """One ``Cpu.start``: the steps of ``Cpu.run`` chained by callbacks.
 
-    __slots__ = ("cpu", "fn", "args", "req", "value", "error", "done")
+    The job is itself the entry of its start and of its hold in SimPy's
+    queue (at the time, priority and event id that ``env.schedule`` and
+    ``env.timeout`` would give them): the environment's step reads an
+    event's ``callbacks`` and ``_ok`` only."""
+
+    __slots__ = ("callbacks", "_ok", "cpu", "fn", "args", "req", "value", "error", "done")
 
     def __init__(self, cpu: Cpu, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.cpu = cpu
@@ -300,15 +306,14 @@ class _Job:
         self.args = args
         self.value: Any = None
         self.error: BaseException | None = None
+        self._ok = True
         env = cpu.env
         self.done = simpy.Event(env)
-        begin = simpy.Event(env)  # what env.process schedules first (SimPy's Initialize)
-        begin.callbacks.append(self._begin)  # type: ignore[union-attr]
-        begin._ok = True
-        begin._value = None
-        env.schedule(begin, URGENT)
+        # what env.process schedules first (SimPy's Initialize)
+        self.callbacks: tuple[Callable[[_Job], None], ...] | None = _BEGIN
+        heappush(env._queue, (env._now, URGENT, next(env._eid), self))  # type: ignore[attr-defined]
 
-    def _begin(self, _event: simpy.Event) -> None:
+    def _begin(self) -> None:
         self.req = self.cpu.cores.request()
         self.req.callbacks.append(self._work)  # type: ignore[union-attr]
 
@@ -321,16 +326,22 @@ class _Job:
         cost = cpu._bill()
         if cost > 0:
             cpu.busy_ms += cost
-            cpu.env.timeout(cost).callbacks.append(self._end)
+            env = cpu.env
+            self.callbacks = _END  # the hold: env.timeout(cost)
+            heappush(env._queue, (env._now + cost, NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
         else:
-            self._end(None)
+            self._end()
 
-    def _end(self, _event: simpy.Event | None) -> None:
+    def _end(self) -> None:
         self.cpu.cores.release(self.req)
         if self.error is not None:
             self.done.fail(self.error)
         else:
             self.done.succeed(self.value)
+
+
+_BEGIN = (_Job._begin,)
+_END = (_Job._end,)
 
 
 def _nothing() -> None:

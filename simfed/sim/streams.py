@@ -11,6 +11,12 @@ XSL-RR output, so its draws equal the numpy generator's. Any other method
 (``standard_normal``, ``integers``, ...) turns it, once, into the numpy
 generator at the same state, which then makes every later draw: exact
 either way. ``tests/sim/test_streams_compact.py`` checks both against numpy.
+
+Many streams of one run are seeded at once by :func:`seed_words`: the same
+hashing over numpy ``uint32`` arrays (one array operation per step for all
+keys, instead of a Python loop per stream), leaving eight words per stream
+that :meth:`Stream.from_words` turns into the stream. :class:`Streams` is the
+run's named-stream factory with that batch form.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Stream", "stream"]
+__all__ = ["Stream", "Streams", "seed_words", "stream"]
 
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
@@ -106,18 +112,112 @@ def _state_words(pool: list[int], n64: int) -> list[int]:
     return [w32[2 * i] | (w32[2 * i + 1] << 32) for i in range(n64)]
 
 
+def _hash_steps(init: int, mult: int, n: int) -> list[tuple[int, int]]:
+    """The hash constant before and after each of ``n`` steps from ``init``."""
+    out, h = [], init
+    for _ in range(n):
+        nh = (h * mult) & _M32
+        out.append((h, nh))
+        h = nh
+    return out
+
+
+#: the 8 steps of ``generate_state(4, np.uint64)`` (the same for every pool)
+_STATE_STEPS = _hash_steps(_INIT_B, _MULT_B, 8)
+#: by entropy: the pool after every entropy word, and the 4 hash steps that
+#: mix in a one-word spawn key
+_prefixes: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+
+
+def _prefix(entropy: int) -> tuple[list[int], list[tuple[int, int]]]:
+    hit = _prefixes.get(entropy)
+    if hit is None:
+        mixer, rest, h = _entropy_mixed(entropy)
+        mixer = list(mixer)
+        for w in rest:
+            for dst in range(_POOL):
+                v = w ^ h
+                h = (h * _MULT_A) & _M32
+                v = (v * h) & _M32
+                mixer[dst] = _mix(mixer[dst], v ^ (v >> 16))
+        hit = _prefixes[entropy] = (mixer, _hash_steps(h, _MULT_A, _POOL))
+    return hit
+
+
+def _key_state(entropy: int, key: int) -> tuple[int, int, int, int]:
+    """``generate_state(4, np.uint64)`` of ``SeedSequence(entropy,
+    spawn_key=(key,))`` for a key below 2**32: :func:`_pool` and
+    :func:`_state_words` with the shared part precomputed."""
+    if not 0 <= key <= _M32:
+        w = _state_words(_pool(entropy, key), 4)
+        return w[0], w[1], w[2], w[3]
+    mixer, steps = _prefix(entropy)
+    pool = []
+    for m, (h0, h1) in zip(mixer, steps):
+        v = ((key ^ h0) * h1) & _M32
+        r = (_MIX_L * m - _MIX_R * (v ^ (v >> 16))) & _M32
+        pool.append(r ^ (r >> 16))
+    w = []
+    for i, (h0, h1) in enumerate(_STATE_STEPS):
+        v = ((pool[i & 3] ^ h0) * h1) & _M32
+        w.append(v ^ (v >> 16))
+    return w[0] | (w[1] << 32), w[2] | (w[3] << 32), w[4] | (w[5] << 32), w[6] | (w[7] << 32)
+
+
+def seed_words(seed: int, keys: np.ndarray) -> np.ndarray:
+    """The state words (``generate_state(4, np.uint64)``) of the streams
+    ``SeedSequence(seed, spawn_key=(key,))`` for every key in ``keys``
+    (uint32), as a ``(len(keys), 4)`` uint64 array: :func:`_pool` and
+    :func:`_state_words` done for all keys at once."""
+    mixer0, rest, h = _entropy_mixed(seed)
+    keys = np.asarray(keys, dtype=np.uint32)
+    n = len(keys)
+    with np.errstate(over="ignore"):
+        mixer = [np.full(n, m, dtype=np.uint32) for m in mixer0]
+        words = [np.full(n, w, dtype=np.uint32) for w in rest] + [keys]
+        for w in words:
+            for dst in range(_POOL):
+                v = w ^ np.uint32(h)
+                h = (h * _MULT_A) & _M32
+                v = v * np.uint32(h)
+                v ^= v >> np.uint32(16)
+                r = np.uint32(_MIX_L) * mixer[dst] - np.uint32(_MIX_R) * v
+                mixer[dst] = r ^ (r >> np.uint32(16))
+        w32 = np.empty((n, 8), dtype=np.uint32)
+        h = _INIT_B
+        for i in range(8):
+            v = mixer[i % _POOL] ^ np.uint32(h)
+            h = (h * _MULT_B) & _M32
+            v = v * np.uint32(h)
+            w32[:, i] = v ^ (v >> np.uint32(16))
+    w64 = w32.astype(np.uint64)
+    return w64[:, 0::2] | (w64[:, 1::2] << np.uint64(32))
+
+
 class Stream:
     """One PCG64 stream: ``random()`` drawn here, other methods by numpy."""
 
     __slots__ = ("_state", "_inc", "_gen")
 
     def __init__(self, seed: int, key: int) -> None:
-        w = _state_words(_pool(seed, key), 4)
-        initstate, initseq = (w[0] << 64) | w[1], (w[2] << 64) | w[3]
+        w0, w1, w2, w3 = _key_state(seed, key)
+        self._seed(w0, w1, w2, w3)
+
+    @classmethod
+    def from_words(cls, w: list[int]) -> "Stream":
+        """The stream of four 64-bit state words (a row of :func:`seed_words`)."""
+        self = cls.__new__(cls)
+        inc = ((((w[2] << 64) | w[3]) << 1) | 1) & _M128
+        self._state = (((inc + ((w[0] << 64) | w[1])) & _M128) * _PCG_MULT + inc) & _M128
+        self._inc = inc
+        self._gen = None
+        return self
+
+    def _seed(self, w0: int, w1: int, w2: int, w3: int) -> None:
+        initstate, initseq = (w0 << 64) | w1, (w2 << 64) | w3
         inc = ((initseq << 1) | 1) & _M128
         # PCG's srandom: state 0, one step (state = inc), add initstate, one step
-        state = (((inc + initstate) & _M128) * _PCG_MULT + inc) & _M128
-        self._state = state
+        self._state = (((inc + initstate) & _M128) * _PCG_MULT + inc) & _M128
         self._inc = inc
         self._gen: np.random.Generator | None = None
 
@@ -149,3 +249,22 @@ class Stream:
 def stream(seed: int, name: str) -> Stream:
     """The stream ``component_rng(seed, name)`` would give, compactly."""
     return Stream(seed, zlib.crc32(name.encode()))
+
+
+class Streams:
+    """The named streams of a run seeded ``seed``: ``streams(name)`` is
+    ``stream(seed, name)``; ``many(names)`` seeds a batch at once (rows for :meth:`Stream.from_words`)."""
+
+    __slots__ = ("seed",)
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, name: str) -> Stream:
+        return stream(self.seed, name)
+
+    def many(self, names: list[str]) -> np.ndarray:
+        """The state words of the streams ``names``, a ``(len(names), 4)`` uint64 array."""
+        crc = zlib.crc32
+        keys = np.fromiter((crc(n.encode()) for n in names), dtype=np.uint32, count=len(names))
+        return seed_words(self.seed, keys)

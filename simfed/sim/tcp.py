@@ -179,31 +179,42 @@ class TcpModel:
         self.loss = loss
         self._lossy = not isinstance(loss, NoLoss)
         self._rtt = rtt_ms
-        self._last_used: dict[tuple[str, str], float] = {}
+        self._keepalive = params.keepalive
+        self._idle_ms = params.idle_timeout_ms
+        # client -> server -> when the connection last carried a message
+        self._last_used: dict[str, dict[str, float]] = {}
 
     # -- connections ------------------------------------------------------------------
 
     def connected(self, client: str, server: str, now: float) -> bool:
         """True if ``client`` has a usable kept-alive connection to ``server``."""
-        if not self.params.keepalive:
+        if not self._keepalive:
             return False
-        last = self._last_used.get((client, server))
-        return last is not None and now - last <= self.params.idle_timeout_ms
+        row = self._last_used.get(client)
+        if row is None:
+            return False
+        last = row.get(server)
+        return last is not None and now - last <= self._idle_ms
 
     def used(self, client: str, server: str, t: float) -> None:
         """The connection carried a message until ``t``."""
-        key = (client, server)
-        if self._last_used.get(key, -math.inf) < t:
-            self._last_used[key] = t
+        row = self._last_used.get(client)
+        if row is None:
+            row = self._last_used[client] = {}
+        if row.get(server, -math.inf) < t:
+            row[server] = t
 
     def close(self, client: str, server: str) -> None:
         """The connection is gone (a request on it failed or timed out)."""
-        self._last_used.pop((client, server), None)
+        row = self._last_used.get(client)
+        if row is not None:
+            row.pop(server, None)
 
     def close_all(self, server: str) -> None:
         """Every connection from or to ``server`` is gone (it crashed)."""
-        for key in [k for k in self._last_used if server in k]:
-            del self._last_used[key]
+        self._last_used.pop(server, None)
+        for row in self._last_used.values():
+            row.pop(server, None)
 
     # -- costs --------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ import simpy
 
 from simfed.errors import SimfedError
 
+from .deadlines import Deadlines
 from .network import Network
 
 if TYPE_CHECKING:
@@ -181,6 +182,10 @@ class _Call:
         self.result = result
         self.network = network
 
+    def pending(self) -> bool:
+        """True until the request has its outcome."""
+        return not self.result.triggered
+
     def settle(self, value: Response | RequestFailed) -> None:
         if not self.result.triggered:
             self.result.succeed(value)
@@ -228,6 +233,7 @@ class Transport:
         self._limits = dict(rate_limits or {})
         self._windows: dict[Any, deque[float]] = {}
         self.limiter = limiter
+        self._deadlines: dict[float, Deadlines] = {}
 
     def register(self, server: str, handler: Handler) -> None:
         """Install the handler that answers requests addressed to ``server``."""
@@ -257,7 +263,10 @@ class Transport:
             return result
         self.network.send(src, dst, size_bytes, call, self._on_request, kind=kind,
                           on_fail=call.on_connection_error)
-        env.timeout(timeout_ms).callbacks.append(call.expire)
+        deadlines = self._deadlines.get(timeout_ms)
+        if deadlines is None:
+            deadlines = self._deadlines[timeout_ms] = Deadlines(env, timeout_ms)
+        deadlines.add(call)  # as env.timeout(timeout_ms).callbacks.append(call.expire)
         return result
 
     def _rate_limited(self, call: _Call) -> Response | None:

@@ -37,7 +37,7 @@ from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
 from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
 from .processing import Cpu, cost_table, work_done
-from .streams import stream
+from .streams import Streams
 from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
 from .services.common import HostedLatency, hosts_for
@@ -167,7 +167,7 @@ class World:
                 reachable = lambda s, d, f=reachable, h=hosts: f(h.get(s, s), h.get(d, d))  # noqa: E731
         self.network = Network(
             self.env, names + id_nodes, latency=latency, loss=_loss(sc, self.env, sc.network.request_loss),
-            tcp=_tcp(sc, self.env, latency), rng_for=lambda name: stream(self.seed, name), reachable=reachable,
+            tcp=_tcp(sc, self.env, latency), rng_for=Streams(self.seed), reachable=reachable,
             upload_bps={n: sc.network.bandwidth_per_server.get(n, sc.network.bandwidth_bps) for n in names},
             partitions=[Partition(p.start_ms, p.end_ms, _with_rest(p.groups, names + id_nodes), p.one_way)
                         for p in sc.network.partitions],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simfed.sim.streams import Stream, stream
+from simfed.sim.streams import Stream, Streams, stream
 from simfed.sim.world import component_rng
 
 SEEDS = (0, 1, 11, 2**32 - 1, 2**32, 2**40 + 7, 2**130 + 5)
@@ -36,3 +36,38 @@ def test_streams_of_different_names_differ():
 def test_negative_seed_is_refused():
     with pytest.raises(ValueError, match="seed=-1"):
         Stream(-1, 0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_seeded_streams_equal_numpys(seed):
+    names = list(NAMES) + [f"link/hs{i}->hs{j}/{k}" for i in range(3) for j in range(4) for k in ("latency", "loss")]
+    words = Streams(seed).many(names).tolist()
+    for name, w in zip(names, words):
+        a, b = Stream.from_words(w), component_rng(seed, name)
+        assert [a.random() for _ in range(50)] == [b.random() for _ in range(50)], name
+        assert a.standard_normal() == b.standard_normal()
+
+
+def test_streams_factory_gives_the_named_stream():
+    assert Streams(5)("link/a->b/loss").random() == component_rng(5, "link/a->b/loss").random()
+    assert Streams(5).many([]).shape == (0, 4)
+
+
+def test_network_seeds_a_busy_sources_links_together_with_the_same_draws():
+    import simpy
+
+    from simfed.sim.latency import ConstantLatency
+    from simfed.sim.network import BATCH_AFTER, Network
+
+    names = [f"hs{i}" for i in range(2 * BATCH_AFTER + 12)]
+
+    def net(rng_for):
+        return Network(simpy.Environment(), names, latency=ConstantLatency(1.0), rng_for=rng_for)
+
+    batched, single = net(Streams(9)), net(lambda name: stream(9, name))
+    order = [("hs0", d) for d in reversed(names[1:])] + [("hs3", "hs1"), ("hs0", "hs1")]
+    for src, dst in order:
+        a, b = batched.link_rngs(src, dst), single.link_rngs(src, dst)
+        for x, y in zip(a, b):
+            assert [x.random() for _ in range(5)] == [y.random() for _ in range(5)], (src, dst)
+    assert "hs0" not in batched._seeded  # every link from hs0 made: its words are dropped
