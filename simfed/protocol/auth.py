@@ -346,6 +346,19 @@ def auth_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec"
     return allowed
 
 
+def _clean_levels(c: Mapping[str, Any], users: Any, sender: str, etype: str, is_state: bool) -> tuple[int, int]:
+    """The sender's level and the level to send ``etype`` from a clean
+    power-levels content ``c`` (every level a plain int; ``users`` is its
+    ``users`` entry): the rules' reading of them without the checks."""
+    user_level = users.get(sender) if users else None
+    if user_level is None:
+        user_level = c.get("users_default", 0)
+    levels = c.get("events")
+    if levels and etype in levels:
+        return user_level, levels[etype]
+    return user_level, c.get("state_default", 50) if is_state else c.get("events_default", 0)
+
+
 def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "spec") -> Callable[[Event, Event, Event, Event], bool]:
     """``allowed(event, create, pl, member)``: ``auth_checker``'s answer for
     a non-create, non-member event whose auth state is the create event,
@@ -380,17 +393,8 @@ def nonmember_checker(room_version: str | RoomVersion = "11", *, compat: str = "
             sender = event.sender
             c = pl.content
             users = c.get("users")
-            user_level = users.get(sender) if users else None
-            if user_level is None:
-                user_level = c.get("users_default", 0)
-            levels = c.get("events")
             state_key = event.state_key
-            if levels and etype in levels:
-                send_level = levels[etype]
-            elif state_key is not None:
-                send_level = c.get("state_default", 50)
-            else:
-                send_level = c.get("events_default", 0)
+            user_level, send_level = _clean_levels(c, users, sender, etype, state_key is not None)
             if send_level <= user_level and (state_key is None or state_key == sender or not state_key.startswith("@")):
                 if etype != POWER_LEVELS:
                     return True  # _OK_10
@@ -445,17 +449,7 @@ def _check_auth(event: Event, auth_state: Mapping[StateKey, Event], rv: RoomVers
     if pl_top is not None and etype != THIRD_PARTY_INVITE:
         # Every level in a clean content is a plain int: read them directly.
         c = pl.content
-        users = c.get("users")
-        user_level = users.get(sender) if users else None
-        if user_level is None:
-            user_level = c.get("users_default", 0)
-        levels = c.get("events")
-        if levels and etype in levels:
-            send_level = levels[etype]
-        elif event.state_key is not None:
-            send_level = c.get("state_default", 50)
-        else:
-            send_level = c.get("events_default", 0)
+        user_level, send_level = _clean_levels(c, c.get("users"), sender, etype, event.state_key is not None)
     else:
         user_level = get_user_level(sender, auth_state, rv)
         if etype == THIRD_PARTY_INVITE:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import AbstractSet, Callable, Container, Mapping, Sequence
+from typing import AbstractSet, Callable, Container, Iterable, Mapping, Sequence
 
 from ..authchain import AuthChainIndex
 from ..events import Event
@@ -196,20 +196,11 @@ def _separate_many(state_sets: Sequence[StateMap]) -> tuple[dict, dict[tuple[str
     """``separate`` for three sets or more: the distinct (key, event) pairs
     of all sets, gathered by one C set union, grouped by key; a key is
     conflicted if it has two events or some set lacks it."""
-    pairs = set().union(*[s.items() for s in state_sets])
-    cands: dict[tuple[str, str], set[str]] = {}
-    multi = set()
-    for k, v in pairs:
-        c = cands.get(k)
-        if c is None:
-            cands[k] = {v}
-        else:
-            c.add(v)
-            multi.add(k)
+    cands = _by_key(set().union(*[s.items() for s in state_sets]))
     shared = state_sets[0].keys() & state_sets[1].keys()
     for s in state_sets[2:]:
         shared &= s.keys()
-    keys = multi | (cands.keys() - shared)
+    keys = {k for k, c in cands.items() if len(c) > 1} | (cands.keys() - shared)
     unconflicted = {k: v for k, v in state_sets[0].items() if k not in keys}
     return unconflicted, {k: cands[k] for k in keys}
 
@@ -229,12 +220,18 @@ def _separate_item_sets(state_sets: Sequence[StateMap],
         other = items_of(s)
         odd |= first - other
         odd |= other - first
+    cands = _by_key(odd)
+    unconflicted = {k: v for k, v in state_sets[0].items() if k not in cands}
+    return unconflicted, cands
+
+
+def _by_key(pairs: "Iterable[tuple[tuple[str, str], str]]") -> dict[tuple[str, str], set[str]]:
+    """(key, event) pairs grouped by key."""
     cands: dict[tuple[str, str], set[str]] = {}
-    for k, v in odd:
+    for k, v in pairs:
         c = cands.get(k)
         if c is None:
             cands[k] = {v}
         else:
             c.add(v)
-    unconflicted = {k: v for k, v in state_sets[0].items() if k not in cands}
-    return unconflicted, cands
+    return cands
