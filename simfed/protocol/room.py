@@ -22,7 +22,7 @@ from .authchain import AuthChainIndex
 from .dag import RoomGraph
 from .events import Event
 from .roomversions import DEFAULT_ROOM_VERSION, get_room_version
-from .stateres import ItemSets, get_resolver, resolve_state
+from .stateres import ItemSets, conflicted_pairs, get_resolver, resolve_state
 from .stateres.v2_key import UNDECIDED, resolve_key_v2
 from .toposort import CycleError, toposort
 
@@ -656,21 +656,7 @@ def conflicted_size(state_sets: Sequence[StateMapT],
     (``items_of``: a map's pairs as a set, e.g. :class:`.stateres.ItemSets`)."""
     if len(state_sets) < 2:
         return 0
-    # The (key, event) pairs where some set differs from the first are
-    # exactly the pairs of the conflicted keys, in every set: a conflicted
-    # key has a set that disagrees with the first, and each set's value of
-    # it either differs from the first's or is the first's. Set operations
-    # on the item views (or kept item sets), in C.
-    items = items_of or _items_view
-    first = items(state_sets[0])
-    pairs: set = set()
-    for s in state_sets[1:]:
-        pairs |= first ^ items(s)
-    return len({eid for _, eid in pairs})
-
-
-def _items_view(state: StateMapT) -> AbstractSet:
-    return state.items()
+    return len({eid for _, eid in conflicted_pairs(state_sets, items_of)})
 
 
 # -- offline processing ---------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "StateMap",
     "available_algorithms",
     "conflicted_keys",
+    "conflicted_pairs",
     "register",
     "resolve_state",
 ]
@@ -157,20 +158,29 @@ class ItemSets:
         return items
 
 
-def conflicted_keys(state_sets: Sequence[StateMap],
-                    items_of: "Callable[[StateMap], AbstractSet] | None" = None) -> set:
-    """The keys that not every set maps to the same event (a key missing from
-    some set is conflicted): where some set differs from the first, found by
-    a set operation on the (key, event) items, done in C (``items_of``: see
-    :class:`ItemSets`)."""
+def conflicted_pairs(state_sets: Sequence[StateMap],
+                     items_of: "Callable[[StateMap], AbstractSet] | None" = None) -> set:
+    """The (key, event) pairs where some set differs from the first: exactly
+    the pairs of the conflicted keys (a key missing from some set is
+    conflicted), in every set, since a conflicted key has a set that
+    disagrees with the first and each set's value of it either differs from
+    the first's or is the first's. Set operations on the (key, event) items,
+    done in C (``items_of``: see :class:`ItemSets`)."""
     first = state_sets[0]
     items = items_of or _items_view
     first_items = items(first)
-    keys: set = set()
+    pairs: set = set()
     for s in state_sets[1:]:
         if s is not first:
-            keys.update(k for k, _ in first_items ^ items(s))
-    return keys
+            pairs |= first_items ^ items(s)
+    return pairs
+
+
+def conflicted_keys(state_sets: Sequence[StateMap],
+                    items_of: "Callable[[StateMap], AbstractSet] | None" = None) -> set:
+    """The keys that not every set maps to the same event (see
+    :func:`conflicted_pairs`)."""
+    return {k for k, _ in conflicted_pairs(state_sets, items_of)}
 
 
 def _items_view(state: StateMap) -> AbstractSet:
@@ -214,13 +224,7 @@ def _separate_item_sets(state_sets: Sequence[StateMap],
     all are those that differ between the first set and another, found by
     differences of the kept sets (their hashes kept: no pair is hashed
     again), and only those are grouped in Python."""
-    first = items_of(state_sets[0])
-    odd: set = set()
-    for s in state_sets[1:]:
-        other = items_of(s)
-        odd |= first - other
-        odd |= other - first
-    cands = _by_key(odd)
+    cands = _by_key(conflicted_pairs(state_sets, items_of))
     unconflicted = {k: v for k, v in state_sets[0].items() if k not in cands}
     return unconflicted, cands
 

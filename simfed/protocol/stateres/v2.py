@@ -188,11 +188,6 @@ class _LiveEvents(dict):
         return ev
 
 
-def _live_events(state: Mapping[StateKey, str], events: Mapping[str, Event], rejected: Container[str]) -> _LiveEvents:
-    """The events ``state`` names that may serve as auth events (known, not rejected)."""
-    return _LiveEvents(state, events, rejected)
-
-
 #: What replaying an event needs from its content and its auth events', by
 #: event ID: ``(event, auth event IDs, own auth state (read-only), auth
 #: types, power-levels parent)`` (see :func:`_replay_info`). Every entry is a
@@ -289,7 +284,7 @@ def iterative_auth_checks(
     event that passes the auth rules against its auth events overlaid with
     the state so far (``events`` holds those auth events).
 
-    ``live``: ``_live_events(base, ...)`` if the caller has it (a previous
+    ``live``: ``_LiveEvents(base, ...)`` if the caller has it (a previous
     replay's); kept beside the state so far (one lookup per auth type) and
     updated in place."""
     resolved = dict(base)
@@ -299,7 +294,7 @@ def iterative_auth_checks(
     allowed = auth_checker(ctx.room_version, compat=compat)
     allowed3 = nonmember_checker(ctx.room_version, compat=compat)
     if live is None:
-        live = _live_events(base, events, rejected)
+        live = _LiveEvents(base, events, rejected)
     info_of, own_from = _own_auth_lookup(events, rejected)
     # Per replay: the membership key of each sender.
     member_keys: dict[str, StateKey] = {}
@@ -454,7 +449,7 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
                 elif t == _MEMBER and ev.membership in _KICK_BAN and ev.sender != sk:
                     add_power(e)
     # The two replays share the auth events of the state so far.
-    live = _live_events(unconflicted, events, ctx.rejected)
+    live = _LiveEvents(unconflicted, events, ctx.rejected)
     if synapse:  # ordered as replayed
         power_sorted: list[str] = []
         resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx,
