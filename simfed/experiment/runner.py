@@ -20,7 +20,9 @@ Theory of operation
    whatever the recorder holds (it is our own object, not the simulator's).
    Either way what was collected is measured and written, with
    ``"complete": false`` in ``summary.json``, and the result says
-   ``interrupted``.
+   ``interrupted``. The handler stays while the tables are built and
+   written: there a first Ctrl-C only says the results are on their way
+   (a long run's results are not lost to one keypress), a second aborts.
 3. ``recorder.tables()`` -> :func:`~simfed.metrics.headline` (with the
    simulator's honest set and end time) -> ``summary``.
 4. The servers' storage at the end gives the ``pdus`` and ``dag`` tables
@@ -89,16 +91,23 @@ def run_id_for(scenario: Scenario) -> str:
 
 
 class _Interrupt:
-    """Turns the first SIGINT of a run into a flag; the second raises."""
+    """Turns the first SIGINT of a run into a flag; the second raises.
+
+    ``requested`` is set only by a Ctrl-C during the simulation (the run is
+    then incomplete). After the simulation, while the tables are built and
+    written, a first Ctrl-C only says that the results are being written
+    (``after_simulation``); a second one aborts."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.seen = False
+        self.simulating = True
 
     def __call__(self) -> bool:
         return self.requested
 
     @contextmanager
-    def installed(self, on_first: Callable[[], None]) -> Iterator[None]:
+    def installed(self, on_first: Callable[[], None], after_simulation: Callable[[], None]) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers only in the main thread; Ctrl-C raises there anyway
             return
@@ -110,10 +119,14 @@ class _Interrupt:
             return
 
         def handler(signum, frame):  # noqa: ARG001 - signal API
-            if self.requested:
+            if self.seen:
                 raise KeyboardInterrupt
-            self.requested = True
-            on_first()
+            self.seen = True
+            if self.simulating:
+                self.requested = True
+                on_first()
+            else:
+                after_simulation()
 
         signal.signal(signal.SIGINT, handler)
         try:
@@ -297,10 +310,7 @@ def run_scenario(
         Also when stopped early: ``result.interrupted`` tells whether Ctrl-C
         stopped it, ``result.complete`` whether it reached the end.
     """
-    from simfed.metrics import Recorder, headline, jsonable
-    from simfed.metrics.readers import readers_headline
-    from simfed.metrics.services import services_headline
-    from simfed.sim.defences import defence_totals
+    from simfed.metrics import Recorder
 
     if simulator is None:
         from simfed.sim.world import simulate as simulator
@@ -320,15 +330,31 @@ def run_scenario(
     sim = None
     t_start = time.perf_counter()
     cpu_start = time.process_time()
-    try:
-        with interrupt.installed(lambda: bar.note("Ctrl-C: stopping, writing what was collected "
-                                                  "(Ctrl-C again to abort at once)")):
+    with interrupt.installed(
+        lambda: bar.note("Ctrl-C: stopping, writing what was collected (Ctrl-C again to abort at once)"),
+        lambda: print("simfed: Ctrl-C: the simulation is over, its results are being written "
+                      "(Ctrl-C again to abort without them)", file=sys.stderr, flush=True),
+    ):
+        try:
             try:
                 sim = simulator(scenario, recorder=recorder, progress=bar, should_stop=stop)
             except KeyboardInterrupt:
                 interrupt.requested = True
-    finally:
-        bar.close()
+        finally:
+            bar.close()
+            interrupt.simulating = False
+        return _finish(scenario, recorder, sim, simulator, interrupt, rid, label, t_start, cpu_start,
+                       out_dir, plots)
+
+
+def _finish(scenario: Scenario, recorder: Recorder, sim: Any, simulator: Any, interrupt: _Interrupt, rid: str,
+            label: str, t_start: float, cpu_start: float, out_dir: str | Path | None, plots: bool) -> RunResult:
+    """Measure what the simulation left and, with ``out_dir``, write it."""
+    from simfed.metrics import headline, jsonable
+    from simfed.metrics.readers import readers_headline
+    from simfed.metrics.services import services_headline
+    from simfed.sim.defences import defence_totals
+
     sim_wall = time.perf_counter() - t_start
     sim_cpu = time.process_time() - cpu_start
 

@@ -251,6 +251,45 @@ def test_ctrl_c_stops_cleanly_and_writes_partial_results(tiny, tmp_path):
     assert 0 < s["sim_end_ms"] < 20_000
 
 
+def test_ctrl_c_while_writing_a_finished_run_still_writes_it(tiny, tmp_path, monkeypatch, capsys):
+    """A first Ctrl-C after the simulation (while the tables are built) does
+    not lose the run: it says so, and the complete results are written."""
+    import simfed.experiment.dag as dag
+
+    real = dag.dag_tables
+
+    def interrupted_tables(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dag, "dag_tables", interrupted_tables)
+    before = signal.getsignal(signal.SIGINT)
+    res = run_scenario(tiny, out_dir=tmp_path, simulator=fake_simulate, progress=False, plots=False)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert "results are being written" in capsys.readouterr().err
+    assert res.complete and not res.interrupted
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["complete"] is True and s["interrupted"] is False
+
+
+def test_second_ctrl_c_while_writing_aborts(tiny, tmp_path, monkeypatch):
+    import simfed.experiment.dag as dag
+
+    real = dag.dag_tables
+
+    def interrupted_twice(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dag, "dag_tables", interrupted_twice)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(tiny, out_dir=tmp_path, simulator=fake_simulate, progress=False, plots=False)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_keyboard_interrupt_inside_simulator_still_writes(tiny, tmp_path):
     """A KeyboardInterrupt the simulator doesn't catch (a second Ctrl-C):
     the tables are built from the runner's own recorder."""
