@@ -194,6 +194,9 @@ class World:
         self._memos: dict[str, SharedStateMemo] = {}
         self._checks: dict[Event, CheckResult] = {}
         self._digests: dict[int, tuple[dict, str]] = {}
+        #: digests by content (the map's (key, event) pairs), for equal maps
+        #: that are distinct objects (servers resolving the same state apart)
+        self._digests_by_content: dict[frozenset, str] = {}
         self._last_digest: dict[str, tuple[dict, str]] = {}
         self.server_in_room: dict[tuple[str, str], bool] = {}
         malicious = set(sc.servers.malicious) | {a.server for a in sc.adversaries}
@@ -277,20 +280,34 @@ class World:
     #: sampled map is kept too, in ``_last_digest``)
     MAX_DIGESTS = 256
 
-    def digest(self, state: dict, server: str | None = None) -> str:
-        """The state's digest (``state_digest``), cached by the map's identity."""
+    def digest(self, state: dict, server: str | None = None, room_id: str | None = None) -> str:
+        """The state's digest (``state_digest``), cached by the map's
+        identity and, with ``room_id``, by its content (the room's shared
+        pair sets: a set of pairs is far cheaper to make than the digest)."""
         last = self._last_digest.get(server) if server is not None else None
         if last is not None and last[0] is state:
             return last[1]
         digests = self._digests
         hit = digests.get(id(state))
         if hit is None or hit[0] is not state:
-            hit = digests[id(state)] = (state, state_digest(state))
+            hit = digests[id(state)] = (state, self._digest_of_content(state, room_id))
             if len(digests) > self.MAX_DIGESTS:
                 del digests[next(iter(digests))]
         if server is not None:
             self._last_digest[server] = hit
         return hit[1]
+
+    def _digest_of_content(self, state: dict, room_id: str | None) -> str:
+        if room_id is None:
+            return state_digest(state)
+        pairs = self.shared_memo(room_id).items(state)
+        by_content = self._digests_by_content
+        found = by_content.get(pairs)
+        if found is None:
+            found = by_content[pairs] = state_digest(state)
+            if len(by_content) > self.MAX_DIGESTS:
+                del by_content[next(iter(by_content))]
+        return found
 
     def honest_servers(self) -> list[str]:
         return [n for n, s in self.servers.items() if s.honest]
@@ -337,8 +354,8 @@ class World:
                 if room is None:
                     continue
                 st = room.current_state()
-                rec.state_sample(t, name, rid, hs.up, len(room.forward_extremities), self.digest(st, name), len(st),
-                                 hs.backlog(rid), state=st)
+                rec.state_sample(t, name, rid, hs.up, len(room.forward_extremities), self.digest(st, name, rid),
+                                 len(st), hs.backlog(rid), state=st)
             yield self.env.timeout(interval)
 
     def _schedule_faults(self) -> None:

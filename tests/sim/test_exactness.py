@@ -166,6 +166,26 @@ def test_kept_item_sets_of_state_maps_are_exact(monkeypatch):
     assert_same(kept, tables(sc))
 
 
+def test_kept_conflicted_pairs_of_recent_map_combinations_are_exact(monkeypatch):
+    """The conflicted pairs of a combination of maps, kept for the next
+    count, one-key read or resolution of the same maps, against none kept."""
+    from simfed.protocol.stateres import ItemSets
+
+    sc = conflict_heavy("v2")
+    kept_answers = ItemSets.conflicted_pairs
+    hits = []
+
+    def counted(self, state_sets):
+        hits.append(frozenset(map(id, state_sets)) in self._conflicted)
+        return kept_answers(self, state_sets)
+
+    monkeypatch.setattr(ItemSets, "conflicted_pairs", counted)
+    kept = tables(sc)
+    assert sum(hits) > 50
+    monkeypatch.setattr(ItemSets, "MAX_CONFLICTED", 0)
+    assert_same(kept, tables(sc))
+
+
 def test_the_scenario_exercises_the_shortcuts():
     res = simulate(conflict_heavy("v2"))
     t = res.recorder.tables()

@@ -135,12 +135,33 @@ class ItemSets:
     the simulator's are. Holds at most about ``max_pairs`` pairs in all
     (oldest maps dropped first)."""
 
-    __slots__ = ("_memo", "_pairs", "max_pairs")
+    __slots__ = ("_memo", "_pairs", "max_pairs", "_conflicted")
+
+    #: conflicted pairs kept for this many recent combinations of maps
+    MAX_CONFLICTED = 256
 
     def __init__(self, max_pairs: int = 400_000) -> None:
         self._memo: "OrderedDict[int, tuple[StateMap, frozenset]]" = OrderedDict()
         self._pairs = 0
         self.max_pairs = max_pairs
+        self._conflicted: "OrderedDict[frozenset[int], tuple[tuple[StateMap, ...], set]]" = OrderedDict()
+
+    def conflicted_pairs(self, state_sets: Sequence[StateMap]) -> set:
+        """:func:`conflicted_pairs` of these maps, kept for the last few
+        combinations (a server's owed resolution is counted, read one key
+        at a time and resolved: three comparisons of the same maps). The
+        maps are kept with the answer, so their identities stay valid; the
+        answer is shared: callers must not change it."""
+        key = frozenset(map(id, state_sets))
+        memo = self._conflicted
+        hit = memo.get(key)
+        if hit is not None:
+            return hit[1]
+        pairs = _conflicted_pairs(state_sets, self)
+        memo[key] = (tuple(state_sets), pairs)
+        if len(memo) > self.MAX_CONFLICTED:
+            memo.popitem(last=False)
+        return pairs
 
     def __call__(self, state: StateMap) -> frozenset:
         memo = self._memo
@@ -165,7 +186,15 @@ def conflicted_pairs(state_sets: Sequence[StateMap],
     conflicted), in every set, since a conflicted key has a set that
     disagrees with the first and each set's value of it either differs from
     the first's or is the first's. Set operations on the (key, event) items,
-    done in C (``items_of``: see :class:`ItemSets`)."""
+    done in C (``items_of``: see :class:`ItemSets`, which also keeps the
+    answers for recent combinations of maps)."""
+    if type(items_of) is ItemSets:
+        return items_of.conflicted_pairs(state_sets)
+    return _conflicted_pairs(state_sets, items_of)
+
+
+def _conflicted_pairs(state_sets: Sequence[StateMap],
+                      items_of: "Callable[[StateMap], AbstractSet] | None") -> set:
     first = state_sets[0]
     items = items_of or _items_view
     first_items = items(first)
