@@ -223,6 +223,22 @@ class RoomState:
         """The state after a DAG member (rejected events leave it unchanged)."""
         return self._after[event_id]
 
+    def as_known_state_after(self, event_id: str, state: dict[StateKey, str]) -> dict[StateKey, str]:
+        """``state``, a state after ``event_id`` learnt from elsewhere (a
+        ``/state_ids`` answer), or the room's shared map of the same content
+        when some server computed the state after that event from its full
+        ancestry: the same content, held once, so that what is derived from
+        the map by its identity (pair sets, digests) is found again."""
+        shared = self.shared
+        if shared is None:
+            return state
+        known = shared.after.get(event_id)
+        if known is None:
+            known = shared.before_of.get(event_id)  # a non-state event's state after is its state before
+        if known is not None and known is not state and known == state:
+            return known
+        return state
+
     def stored_state_before(self, event_id: str) -> StateMapT | None:
         """The state before a stored DAG member, as it was when stored."""
         return self._before.get(event_id)

@@ -573,7 +573,7 @@ class Homeserver(FederationServing):
         state = state_map_ids(self, room.graph.room_id, res.body["pdu_ids"], room.events)
         if m.state_key is not None and event_id not in room.rejected:
             state[(m.type, m.state_key)] = event_id
-        return state
+        return room.as_known_state_after(event_id, state)
 
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int,
                         named: set[str]) -> Proc:

@@ -385,3 +385,25 @@ def test_a_deferred_current_state_is_settled_before_a_held_event_becomes_rejecte
     room._settle_owed()
     assert not room._owed
     assert b.names(room.current_state())[("m.room.power_levels", "")] == "PL2"
+
+
+def test_a_state_learnt_from_elsewhere_is_the_shared_map_when_equal():
+    """A state after an event from a /state_ids answer: the room's shared
+    map of the same content when one server stored it from the full
+    ancestry; otherwise (different content, or no shared memo) itself."""
+    from simfed.protocol.room import SharedStateMemo
+
+    b = base()
+    b.add("TOPIC", "m.room.topic", B, {"topic": "t"}, state_key="", prev=["B_JOIN"], auth=["CREATE", "PL", "B_JOIN"])
+    b.add("MSG", "m.room.message", B, {"body": "hi"}, prev=["TOPIC"], auth=["CREATE", "PL", "B_JOIN"])
+    shared = SharedStateMemo()
+    room = feed(b, [*BASE, "TOPIC", "MSG"], shared=shared)
+    after_topic = room.state_after(b["TOPIC"].event_id)
+    fetched = dict(after_topic)
+    assert fetched is not after_topic
+    assert room.as_known_state_after(b["TOPIC"].event_id, fetched) is after_topic  # a state event's after-map
+    assert room.as_known_state_after(b["MSG"].event_id, dict(fetched)) is after_topic  # a message's: its before
+    other = {**fetched, TOPIC: b["B_JOIN"].event_id}
+    assert room.as_known_state_after(b["TOPIC"].event_id, other) is other
+    alone = feed(b, [*BASE, "TOPIC"])
+    assert alone.as_known_state_after(b["TOPIC"].event_id, fetched) is fetched
