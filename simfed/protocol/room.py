@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import AbstractSet, Callable, Iterable, Mapping, Sequence
+from typing import AbstractSet, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
@@ -56,6 +56,41 @@ class Decision:
 
 
 _OK = Decision(ACCEPTED)
+
+
+class _Statuses(Mapping):
+    """A room's decisions by stored event ID, as a read-only view: the
+    events stored are the keys of the state-after map, and only decisions
+    other than the shared acceptance are kept (no entry per accepted event)."""
+
+    __slots__ = ("_stored", "_other")
+
+    def __init__(self, stored: Mapping[str, object], other: Mapping[str, Decision]) -> None:
+        self._stored = stored
+        self._other = other
+
+    def __getitem__(self, event_id: str) -> Decision:
+        d = self._other.get(event_id)
+        if d is not None:
+            return d
+        if event_id in self._stored:
+            return _OK
+        raise KeyError(event_id)
+
+    def get(self, event_id: str, default: "Decision | None" = None) -> "Decision | None":
+        d = self._other.get(event_id)
+        if d is not None:
+            return d
+        return _OK if event_id in self._stored else default
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._stored
+
+    def __iter__(self) -> "Iterator[str]":
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
 
 #: a set of event IDs as a memo key: sorted, without repeats (a tuple is a
 #: quarter of a frozenset's memory, and servers keep a thousand of them)
@@ -172,8 +207,13 @@ class RoomState:
                                                     state_chains=shared.state_chains)
         #: DAG members and outliers by ID (read-only)
         self.events: Mapping[str, Event] = self.graph.held
-        self.status: dict[str, Decision] = {}
+        #: the state after each stored event (its keys: the events stored,
+        #: in the order they were)
         self._after: dict[str, dict[StateKey, str]] = {}
+        #: decisions other than ``_OK`` (rejections, soft-fails) by event ID
+        self._decisions: dict[str, Decision] = {}
+        #: each stored event's decision (read-only view)
+        self.status: Mapping[str, Decision] = _Statuses(self._after, self._decisions)
         self._before_memo: "OrderedDict[PrevKey, dict[StateKey, str] | _Owed]" = OrderedDict()
         #: keys of resolutions counted in the memo but not computed yet
         self._owed: set[PrevKey] = set()
@@ -182,6 +222,8 @@ class RoomState:
         self.rejected: dict[str, str] = {}
         self._decided_before: StateMapT = {}
         self._decided_canonical = False
+        #: the state before a stored event, kept only when it is not the
+        #: state after its single prev_event (:meth:`stored_state_before`)
         self._before: dict[str, StateMapT] = {}
         #: stored events whose state is not known to be the one computed from
         #: their full ancestry (supplied across a gap and different, or built
@@ -225,7 +267,12 @@ class RoomState:
 
     def stored_state_before(self, event_id: str) -> StateMapT | None:
         """The state before a stored DAG member, as it was when stored."""
-        return self._before.get(event_id)
+        before = self._before.get(event_id)
+        if before is None and event_id in self._after:
+            # not kept: the state after its one prev_event, which was stored
+            # before it (and a state after is never replaced)
+            before = self._after[self.graph.held[event_id].prev_events[0]]
+        return before
 
     def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
         """Resolve ``state_sets``, counted as this server's work."""
@@ -539,9 +586,8 @@ class RoomState:
         ``decided``: the answer :meth:`decide` just gave for this event (so a
         caller can look before it stores)."""
         eid = event.event_id
-        prior = self.status.get(eid)
-        if prior is not None:
-            return prior
+        if eid in self._after:
+            return self.status[eid]
         if decided is None:
             decided = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
         decision = decided
@@ -564,8 +610,8 @@ class RoomState:
         """What :meth:`add` would decide, without storing anything."""
         eid = event.event_id
         if before is None:
-            status, nonc = self.status, self._noncanonical
-            canonical = all(p in status and p not in nonc for p in event.prev_events)
+            stored, nonc = self._after, self._noncanonical
+            canonical = all(p in stored and p not in nonc for p in event.prev_events)
         else:
             # State supplied across a gap (state fetch, join) is canonical
             # when it equals what was computed from the full ancestry.
@@ -601,8 +647,11 @@ class RoomState:
             self._settle_owed()  # a held event (an outlier) becomes rejected
         self.graph.add(event, allow_missing=True)
         self._note_auth_gap(event)
-        self.status[eid] = decision
-        self._before[eid] = before
+        if decision is not _OK:
+            self._decisions[eid] = decision
+        prevs = event.prev_events
+        if len(prevs) != 1 or self._after.get(prevs[0]) is not before:
+            self._before[eid] = before
         if decision.outcome == REJECTED:
             self.rejected[eid] = decision.code
             self._after[eid] = before if isinstance(before, dict) else dict(before)
@@ -631,7 +680,7 @@ class RoomState:
                 continue
             seen.add(p)
             fwd.discard(p)
-            st = self.status.get(p)
+            st = self._decisions.get(p)
             if st is not None and st.outcome != ACCEPTED:
                 ev = self.graph.get(p)
                 if ev is not None:
