@@ -101,6 +101,7 @@ VIAS = (
 #: known as a state or auth event only) or in it (``timeline``).
 STAGES = ("outlier", "timeline")
 _OUTCOME_BITS = {(o, st): 1 << (2 * i + j) for i, o in enumerate(OUTCOMES) for j, st in enumerate(STAGES)}
+assert max(_OUTCOME_BITS.values()) < 256  # one byte per (server, event): see Recorder._seen_outcomes
 
 # Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
 # "b" bool).  The order is the table's column order.
@@ -216,8 +217,41 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 
 
-#: typed-array codes of the number and flag columns
-_ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
+#: typed-array codes of the flag columns (numbers: :class:`_Numbers`)
+_ARRAY_CODES = {"b": "b"}
+
+
+class _Numbers:
+    """A number column in the narrowest typed array that holds every value
+    exactly: integers 1 byte wide while they fit, then 2, 4 and 8; floats 4
+    bytes while each is a float32 exactly (sampling times, whole
+    milliseconds), then 8. Widening copies the column once; the table's
+    column is int64 or float64 whatever the width (the same values)."""
+
+    __slots__ = ("values",)
+
+    _WIDER = {"b": "h", "h": "i", "i": "q", "f": "d"}
+
+    def __init__(self, typecode: str) -> None:
+        self.values = array(typecode)
+
+    def append(self, value: float) -> None:
+        a = self.values
+        try:
+            a.append(value)
+        except OverflowError:
+            if a.typecode not in self._WIDER:
+                raise
+            self.values = array(self._WIDER[a.typecode], a)
+            self.append(value)
+            return
+        if a.typecode == "f" and a[-1] != value:  # rounded (or not a number): widen
+            a.pop()
+            self.values = a = array("d", a)
+            a.append(value)
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 class _Codes:
@@ -259,16 +293,22 @@ class _Codes:
         return values[np.frombuffer(codes, dtype=codes.typecode)] if len(codes) else values[:0]
 
 
-def _new_column(kind: str) -> list | array | _Codes:
+def _new_column(kind: str) -> list | array | _Codes | _Numbers:
     if kind == "cat":
         return _Codes()
+    if kind == "i":
+        return _Numbers("b")
+    if kind == "f":
+        return _Numbers("f")
     code = _ARRAY_CODES.get(kind)
     return [] if code is None else array(code)
 
 
-def _column(values: list | array | _Codes, kind: str, n: int) -> pd.Series | pd.Categorical:
+def _column(values: list | array | _Codes | _Numbers, kind: str, n: int) -> pd.Series | pd.Categorical:
     if isinstance(values, _Codes):
         values = values.to_objects()
+    elif isinstance(values, _Numbers):
+        values = values.values
     if kind == "cat":
         cat = pd.Categorical(values)
         cats = cat.categories
@@ -318,9 +358,12 @@ class Recorder:
             name: {c: _new_column(kind) for c, kind in spec.items() if c != "run_id"}
             for name, spec in TABLE_COLUMNS.items()
         }
-        #: (outcome, stage) pairs reported, per server and event, as bits
-        #: (one small int per (server, event) rather than a tuple per report)
-        self._seen_outcomes: dict[str, dict[str, int]] = {}
+        #: (outcome, stage) pairs reported, per event and server, as the bits
+        #: of one byte per (server, event): a bytearray per event indexed by
+        #: the server's number in ``_server_ix`` (a dict entry per (server,
+        #: event) cost ~25 bytes)
+        self._seen_outcomes: dict[str, bytearray] = {}
+        self._server_ix: dict[str, int] = {}
         #: Number of (event, server, outcome) reports ignored as repeats.
         self.duplicate_outcomes = 0
         #: Each distinct state, keyed by its hash: {(type, state_key): event_id}
@@ -371,14 +414,19 @@ class Recorder:
                     f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
                 )
             raise ValueError(f"stage={stage!r} is not one of {', '.join(STAGES)}")
-        seen = self._seen_outcomes.get(server)
+        ix = self._server_ix.get(server)
+        if ix is None:
+            ix = self._server_ix[server] = len(self._server_ix)
+        seen = self._seen_outcomes.get(event_id)
         if seen is None:
-            seen = self._seen_outcomes[server] = {}
-        mask = seen.get(event_id, 0)
+            seen = self._seen_outcomes[event_id] = bytearray(len(self._server_ix))
+        elif ix >= len(seen):
+            seen.extend(bytes(ix + 1 - len(seen)))
+        mask = seen[ix]
         if mask & bit:
             self.duplicate_outcomes += 1
             return
-        seen[event_id] = mask | bit
+        seen[ix] = mask | bit
         c = self._cols["deliveries"]
         c["event_id"].append(event_id)
         c["room_id"].append(room_id)

@@ -25,3 +25,46 @@ def test_codes_stay_narrow_for_few_values():
         col.append(i)
     assert col.codes.typecode == "h"
     assert list(col.to_objects())[-3:] == [197, 198, 199]
+
+
+def test_number_columns_widen_and_keep_every_value_exactly():
+    from simfed.metrics.recorder import _Numbers, _column
+
+    ints = _Numbers("b")
+    values = [0, 1, -128, 127, 128, -(2**15), 2**15, 2**31 - 1, -(2**31), 2**31, 2**62, 5]
+    widths = []
+    for v in values:
+        ints.append(v)
+        widths.append(ints.values.typecode)
+    assert widths == ["b", "b", "b", "b", "h", "h", "i", "i", "i", "q", "q", "q"]
+    assert list(_column(ints, "i", len(values))) == values
+    assert _column(ints, "i", len(values)).dtype == "int64"
+
+    floats = _Numbers("f")
+    exact = [0.0, 2000.0, 598000.0, -0.5, 16_777_216.0, 1e30 * 0]
+    for v in exact:
+        floats.append(v)
+    assert floats.values.typecode == "f"  # all float32 exactly: 4 bytes each
+    rest = [351400.1285460128, 0.1, 1e300, float("inf"), float("nan"), 1e-50, 3.0]
+    for v in rest:
+        floats.append(v)
+    assert floats.values.typecode == "d"
+    out = list(_column(floats, "f", len(exact) + len(rest)))
+    want = exact + rest
+    assert [repr(x) for x in out] == [repr(x) for x in want]  # nan, inf and every digit kept
+
+
+def test_seen_outcomes_are_per_event_and_server_with_late_servers():
+    from simfed.metrics.recorder import Recorder
+
+    r = Recorder()
+    r.event_outcome(1.0, "hs0", "$a", "!r", "accepted", "push")
+    for i in range(1, 40):  # servers first seen after the event's bytes were made
+        r.event_outcome(2.0, f"hs{i}", "$a", "!r", "accepted", "push")
+    r.event_outcome(3.0, "hs39", "$a", "!r", "accepted", "push")  # a repeat
+    r.event_outcome(3.0, "hs39", "$a", "!r", "accepted", "backfill", stage="outlier")  # another stage
+    r.event_outcome(3.0, "hs39", "$b", "!r", "accepted", "push")  # another event
+    r.event_outcome(4.0, "hs0", "$a", "!r", "rejected", "push")  # another outcome
+    assert r.duplicate_outcomes == 1
+    d = r.tables()["deliveries"]
+    assert len(d) == 43
