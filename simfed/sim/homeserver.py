@@ -158,14 +158,14 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         #: per origin, the answers kept for retried transactions, oldest first
-        self._answered: dict[str, dict[str, "Response | tuple[str, ...]"]] = {}
+        self._answered: dict[str, dict[str, "Response | tuple[str, ...] | str"]] = {}
         #: per origin, the txn_id of the transaction being processed
         self._active_txns: dict[str, Any] = {}
         #: per (origin, room), the end of the last linearized request queued
         self._linearizer: dict[tuple[str, str], simpy.Event] = {}
         #: each stored event's position in the order this server stored them
         #: (Synapse's stream ordering; persisted, so it survives a crash)
-        self._stream: dict[str, int] = {}
+        self._stream = world.stream_order.server()
         self._handlers = {
             "transaction": self._on_transaction,
             "get_missing_events": self._on_get_missing_events,
@@ -197,7 +197,7 @@ class Homeserver(FederationServing):
         stored outside the room DAG, ``timeline`` once it is in the DAG."""
         self.counters[outcome] += 1
         if outcome != "dropped":
-            self._stream.setdefault(ev.event_id, len(self._stream))
+            self._stream.add(ev.event_id)
         self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason,
                      stage)
 
@@ -927,16 +927,23 @@ def _transaction_response(results: dict[str, dict]) -> Response:
     return Response(200, {"pdus": results}, 64 + 60 * len(results))
 
 
-def _all_ok_response(event_ids: tuple[str, ...]) -> Response:
+def _all_ok_response(event_ids: "tuple[str, ...] | str") -> Response:
+    if type(event_ids) is str:
+        event_ids = (event_ids,)
     return _transaction_response({e: _PDU_OK for e in event_ids})
 
 
-def _compact_answer(res: Response) -> "Response | tuple[str, ...]":
+def _compact_answer(res: Response) -> "Response | tuple[str, ...] | str":
     """What a server keeps of a transaction's answer for a retry of it: the
     PDUs' IDs when every one was accepted (most answers; rebuilt equal on a
-    retry), else the answer itself."""
+    retry), the ID itself when there is one (most transactions: no tuple),
+    else the answer itself."""
     results = res.body["pdus"]
     if res.status == 200 and all(r is _PDU_OK for r in results.values()):
+        if len(results) == 1:
+            for eid in results:
+                if type(eid) is str:
+                    return eid
         return tuple(results)
     return res
 

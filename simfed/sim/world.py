@@ -37,6 +37,7 @@ from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
 from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
 from .processing import Cpu, cost_table, work_done
+from .streamorder import StreamOrder
 from .streams import Streams
 from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
@@ -213,6 +214,7 @@ class World:
         skew_rng = self.rng("clock_skew")
         costs = cost_table(sc.servers.processing)
         self.servers: dict[str, Homeserver] = {}
+        self.stream_order = StreamOrder()
         for n in names:
             users = [f"@u{i}:{n}" for i in range(sc.servers.users_per_server)]
             hs = None

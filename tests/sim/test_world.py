@@ -337,3 +337,14 @@ def test_an_answer_with_errors_is_kept_whole_for_a_retry():
     assert _compact_answer(ok) == ("$a", "$b")
     mixed = _transaction_response({"$a": hs_module._PDU_OK, "$b": {"error": "bad signature"}})
     assert _compact_answer(mixed) is mixed
+
+
+def test_a_one_pdu_answer_is_kept_as_its_id_and_rebuilt_equal():
+    from simfed.sim.homeserver import _all_ok_response, _compact_answer, _transaction_response
+
+    one = _transaction_response({"$a": hs_module._PDU_OK})
+    kept = _compact_answer(one)
+    assert kept == "$a"
+    assert _all_ok_response(kept) == one
+    none = _transaction_response({})
+    assert _compact_answer(none) == () and _all_ok_response(()) == none
