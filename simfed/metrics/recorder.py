@@ -217,41 +217,45 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 
 
-#: typed-array codes of the flag columns (numbers: :class:`_Numbers`)
-_ARRAY_CODES = {"b": "b"}
+#: typed-array codes of the number and flag columns
+_ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
+
+#: number columns recorded in a narrower typed array while every value fits
+#: exactly (ints from 1 byte; floats 4 bytes while each is a float32, as the
+#: sampling times are), widened once when one does not; the table's column
+#: is int64 or float64 all the same. The recorder widens them inline (a
+#: method per append cost more CPU than the columns are worth elsewhere).
+_NARROW = {
+    "state": {"t": "f", "extremities": "b", "state_size": "b", "backlog": "b"},
+    "traffic": {"size_bytes": "b", "retransmissions": "b"},
+    "pushes": {"size_bytes": "b"},
+}
+_WIDER = {"b": "h", "h": "i", "i": "q", "f": "d"}
 
 
-class _Numbers:
-    """A number column in the narrowest typed array that holds every value
-    exactly: integers 1 byte wide while they fit, then 2, 4 and 8; floats 4
-    bytes while each is a float32 exactly (sampling times, whole
-    milliseconds), then 8. Widening copies the column once; the table's
-    column is int64 or float64 whatever the width (the same values)."""
-
-    __slots__ = ("values",)
-
-    _WIDER = {"b": "h", "h": "i", "i": "q", "f": "d"}
-
-    def __init__(self, typecode: str) -> None:
-        self.values = array(typecode)
-
-    def append(self, value: float) -> None:
-        a = self.values
+def _append_wider(cols: dict, name: str, value: int) -> None:
+    """Widen int column ``name`` of ``cols`` until ``value`` fits; append it."""
+    while True:
+        a = cols[name]
+        wider = _WIDER.get(a.typecode)
+        if wider is None:
+            a.append(value)  # raises OverflowError, as an int64 column did
+        a = cols[name] = array(wider, a)
         try:
             a.append(value)
-        except OverflowError:
-            if a.typecode not in self._WIDER:
-                raise
-            self.values = array(self._WIDER[a.typecode], a)
-            self.append(value)
             return
-        if a.typecode == "f" and a[-1] != value:  # rounded (or not a number): widen
-            a.pop()
-            self.values = a = array("d", a)
-            a.append(value)
+        except OverflowError:
+            continue
 
-    def __len__(self) -> int:
-        return len(self.values)
+
+def _float_wider(cols: dict, name: str, value: float) -> None:
+    """``value``, just appended to float column ``name``, did not round-trip
+    (or is not a number): widen a float32 column and keep it exactly."""
+    a = cols[name]
+    if a.typecode == "f":
+        a.pop()
+        a = cols[name] = array("d", a)
+        a.append(value)
 
 
 class _Codes:
@@ -293,22 +297,16 @@ class _Codes:
         return values[np.frombuffer(codes, dtype=codes.typecode)] if len(codes) else values[:0]
 
 
-def _new_column(kind: str) -> list | array | _Codes | _Numbers:
+def _new_column(kind: str, typecode: str | None = None) -> list | array | _Codes:
     if kind == "cat":
         return _Codes()
-    if kind == "i":
-        return _Numbers("b")
-    if kind == "f":
-        return _Numbers("f")
-    code = _ARRAY_CODES.get(kind)
+    code = typecode or _ARRAY_CODES.get(kind)
     return [] if code is None else array(code)
 
 
-def _column(values: list | array | _Codes | _Numbers, kind: str, n: int) -> pd.Series | pd.Categorical:
+def _column(values: list | array | _Codes, kind: str, n: int) -> pd.Series | pd.Categorical:
     if isinstance(values, _Codes):
         values = values.to_objects()
-    elif isinstance(values, _Numbers):
-        values = values.values
     if kind == "cat":
         cat = pd.Categorical(values)
         cats = cat.categories
@@ -355,7 +353,7 @@ class Recorder:
         # Numbers and flags go to typed arrays (8 bytes a float, no object
         # each): a big room records millions of rows.
         self._cols: dict[str, dict[str, list | array]] = {
-            name: {c: _new_column(kind) for c, kind in spec.items() if c != "run_id"}
+            name: {c: _new_column(kind, _NARROW.get(name, {}).get(c)) for c, kind in spec.items() if c != "run_id"}
             for name, spec in TABLE_COLUMNS.items()
         }
         #: (outcome, stage) pairs reported, per event and server, as the bits
@@ -455,10 +453,18 @@ class Recorder:
         c["kind"].append(kind)
         c["src"].append(src)
         c["dst"].append(dst)
-        c["size_bytes"].append(int(size_bytes))
+        size_bytes = int(size_bytes)
+        try:
+            c["size_bytes"].append(size_bytes)
+        except OverflowError:
+            _append_wider(c, "size_bytes", size_bytes)
         c["delivered"].append(bool(delivered))
         c["reason"].append(None if reason is None else str(reason))
-        c["retransmissions"].append(int(retransmissions))
+        retransmissions = int(retransmissions)
+        try:
+            c["retransmissions"].append(retransmissions)
+        except OverflowError:
+            _append_wider(c, "retransmissions", retransmissions)
 
     def state_sample(
         self,
@@ -473,14 +479,21 @@ class Recorder:
         state: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         c = self._cols["state"]
-        c["t"].append(float(t))
+        t = float(t)
+        col = c["t"]
+        col.append(t)
+        if col[-1] != t:
+            _float_wider(c, "t", t)
         c["server"].append(server)
         c["room_id"].append(room_id)
         c["up"].append(bool(up))
-        c["extremities"].append(int(extremities))
+        for name, v in (("extremities", extremities), ("state_size", state_size), ("backlog", backlog)):
+            v = int(v)
+            try:
+                c[name].append(v)
+            except OverflowError:
+                _append_wider(c, name, v)
         c["state_hash"].append(state_hash)
-        c["state_size"].append(int(state_size))
-        c["backlog"].append(int(backlog))
         if state is not None:
             self.states.add(state_hash, state, server)
 
@@ -499,7 +512,11 @@ class Recorder:
         c["dst"].append(dst)
         c["event_id"].append(event_id)
         c["role"].append(role)
-        c["size_bytes"].append(int(size_bytes))
+        size_bytes = int(size_bytes)
+        try:
+            c["size_bytes"].append(size_bytes)
+        except OverflowError:
+            _append_wider(c, "size_bytes", size_bytes)
 
     def reader_page(self, t: float, t_done: float, server: str, room_id: str, gap: int, page: int, holes: int,
                     events: int, answered: bool) -> None:
