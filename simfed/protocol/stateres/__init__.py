@@ -133,21 +133,26 @@ class ItemSets:
     frozenset keeps each pair's hash, so operations between two of them
     only probe tables. Valid only for maps that never change once made, as
     the simulator's are. Holds at most about ``max_pairs`` pairs in all
-    (oldest maps dropped first)."""
+    (oldest maps dropped first).
 
-    __slots__ = ("_memo", "_pairs", "max_pairs")
+    Each distinct pair is one tuple for all the sets (``_interned``): maps
+    that differ by a few entries share the rest, where ``items()`` makes a
+    new 2-tuple per entry (64 bytes each, most of a set's memory)."""
+
+    __slots__ = ("_memo", "_pairs", "max_pairs", "_interned")
 
     def __init__(self, max_pairs: int = 400_000) -> None:
         self._memo: "OrderedDict[int, tuple[StateMap, frozenset]]" = OrderedDict()
         self._pairs = 0
         self.max_pairs = max_pairs
+        self._interned: dict[tuple, tuple] = {}
 
     def __call__(self, state: StateMap) -> frozenset:
         memo = self._memo
         hit = memo.get(id(state))
         if hit is not None and hit[0] is state:
             return hit[1]
-        items = frozenset(state.items())
+        items = frozenset(map(self._interned.setdefault, state.items(), state.items()))
         if hit is not None:  # a map since dropped had this identity
             self._pairs -= len(hit[1])
         memo[id(state)] = (state, items)
