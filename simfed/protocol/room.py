@@ -128,7 +128,7 @@ class SharedStateMemo:
     """
 
     __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted",
-                 "state_chains", "items")
+                 "state_chains", "items", "prev_keys")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
@@ -137,6 +137,8 @@ class SharedStateMemo:
     MAX_RESOLVED_ENTRIES = 1_000_000
     #: answers kept in ``of_state`` (oldest dropped first)
     MAX_DERIVED = 1024
+    #: distinct local memo keys shared (then started afresh)
+    MAX_PREV_KEYS = 200_000
 
     @classmethod
     def max_resolutions(cls, state_size: int) -> int:
@@ -168,6 +170,8 @@ class SharedStateMemo:
         self.state_chains: "OrderedDict[tuple[int, bool], tuple]" = OrderedDict()
         #: the (key, event) pairs of state maps as frozensets, by identity
         self.items = ItemSets()
+        #: one tuple per set of event IDs the servers' local memos are keyed by
+        self.prev_keys: dict[PrevKey, PrevKey] = {}
 
 
 class RoomState:
@@ -321,10 +325,21 @@ class RoomState:
 
     def _remember_local(self, key: "PrevKey", value: "dict[StateKey, str] | _Owed") -> None:
         memo = self._before_memo
-        memo[key] = value
+        memo[self._intern_key(key)] = value
         if len(memo) > 1024:
             old, _ = memo.popitem(last=False)
             self._owed.discard(old)
+
+    def _intern_key(self, key: "PrevKey") -> "PrevKey":
+        """One tuple for all the servers' local memo keys of these events
+        (a server's memo keeps up to 1,024; most repeat other servers')."""
+        shared = self.shared
+        if shared is None:
+            return key
+        keys = shared.prev_keys
+        if len(keys) >= SharedStateMemo.MAX_PREV_KEYS:
+            keys.clear()  # sharing only: a memo key is compared by value
+        return keys.setdefault(key, key)
 
     def _distinct_after(self, key: "PrevKey") -> list[StateMapT]:
         """The distinct state maps after ``key``'s events (the same object
@@ -463,6 +478,7 @@ class RoomState:
             self._remember_local(key, distinct[0])
             return
         self._count_resolution(distinct)
+        key = self._intern_key(key)
         owed = _Owed(key)
         self._remember_local(key, owed)
         self._owed.add(key)
