@@ -218,7 +218,9 @@ class RoomState:
         self._decisions: dict[str, Decision] = {}
         #: each stored event's decision (read-only view)
         self.status: Mapping[str, Decision] = _Statuses(self._after, self._decisions)
-        self._before_memo: "OrderedDict[PrevKey, dict[StateKey, str] | _Owed]" = OrderedDict()
+        #: resolutions by key, oldest first (a plain dict: insertion-ordered,
+        #: and half an OrderedDict's memory per entry; one per server)
+        self._before_memo: "dict[PrevKey, dict[StateKey, str] | _Owed]" = {}
         #: keys of resolutions counted in the memo but not computed yet
         self._owed: set[PrevKey] = set()
         self.forward_extremities: set[str] = set()
@@ -327,7 +329,8 @@ class RoomState:
         memo = self._before_memo
         memo[self._intern_key(key)] = value
         if len(memo) > 1024:
-            old, _ = memo.popitem(last=False)
+            old = next(iter(memo))
+            del memo[old]
             self._owed.discard(old)
 
     def _intern_key(self, key: "PrevKey") -> "PrevKey":
