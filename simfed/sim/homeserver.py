@@ -159,7 +159,8 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         #: per origin, the answers kept for retried transactions, oldest first
-        self._answered: dict[str, dict[str, "Response | tuple[str, ...] | str"]] = {}
+        #: (``(txn_id, answer)`` while there is one, then a dict)
+        self._answered: dict[str, Any] = {}
         #: per origin, the txn_id of the transaction being processed
         self._active_txns: dict[str, Any] = {}
         #: per (origin, room), the end of the last linearized request queued
@@ -410,17 +411,25 @@ class Homeserver(FederationServing):
         processed again, as Synapse does."""
         txn_id = body.get("txn_id")
         seen = self._answered.get(origin)
-        if seen is None:
-            seen = self._answered[origin] = {}
-        if txn_id is not None and txn_id in seen:
-            self.counters["duplicate_transactions"] += 1
-            kept = seen[txn_id]
-            return kept if isinstance(kept, Response) else _all_ok_response(kept)
+        if txn_id is not None and seen is not None:
+            if type(seen) is tuple:
+                kept = seen[1] if seen[0] == txn_id else None
+            else:
+                kept = seen.get(txn_id)
+            if kept is not None:
+                self.counters["duplicate_transactions"] += 1
+                return kept if isinstance(kept, Response) else _all_ok_response(kept)
         res = self._process_transaction(origin, body)
         if txn_id is not None:
-            seen[txn_id] = _compact_answer(res)
-            if len(seen) > TXN_MEMORY:
-                del seen[next(iter(seen))]
+            answer = _compact_answer(res)
+            if seen is None:
+                self._answered[origin] = (txn_id, answer)  # most origins: one answer kept, no dict
+            else:
+                if type(seen) is tuple:
+                    seen = self._answered[origin] = {seen[0]: seen[1]}
+                seen[txn_id] = answer
+                if len(seen) > TXN_MEMORY:
+                    del seen[next(iter(seen))]
         return res
 
     def _process_transaction(self, origin: str, body: dict) -> Response:

@@ -330,6 +330,36 @@ def test_a_retried_transaction_gets_the_same_answer_and_is_not_processed_again()
     assert hs.counters["duplicate_transactions"] == before + 1
 
 
+def test_kept_transaction_answers_are_the_last_64_per_origin():
+    """One answer kept as a pair, then a dict: the same answers as a FIFO of
+    the last TXN_MEMORY transactions per origin."""
+    from simfed.sim.homeserver import TXN_MEMORY
+
+    res = simulate(scenario(seed=3, simulation={"duration": "2m"}, workload={"stop": "1m"}))
+    hs = res.servers["hs1"]
+    room = hs.rooms[res.room_id]
+    pdus = [room.graph[e] for e in sorted(room.graph)[:2]]
+    origin = "hs-test-origin"
+    kept: list[str] = []
+    answers = {}
+    dups = hs.counters["duplicate_transactions"]
+    for i in range(TXN_MEMORY + 6):
+        txn = f"t{i}"
+        body = {"txn_id": txn, "pdus": pdus[: 1 + i % 2]}
+        answers[txn] = hs._on_transaction(origin, body)
+        kept.append(txn)
+        kept = kept[-TXN_MEMORY:]
+        for probe in (f"t{i}", f"t{max(0, i - TXN_MEMORY)}", "t0"):
+            again = hs._on_transaction(origin, {"txn_id": probe, "pdus": pdus[: 1 + int(probe[1:]) % 2]})
+            if probe in kept:
+                dups += 1
+                assert again == answers[probe]
+            else:  # forgotten: processed again, and kept as the newest
+                answers[probe] = again
+                kept = (kept + [probe])[-TXN_MEMORY:]
+            assert hs.counters["duplicate_transactions"] == dups, (i, probe)
+
+
 def test_an_answer_with_errors_is_kept_whole_for_a_retry():
     from simfed.sim.homeserver import _compact_answer, _transaction_response
 
