@@ -128,7 +128,7 @@ class SharedStateMemo:
     """
 
     __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted",
-                 "state_chains", "items", "prev_keys")
+                 "state_chains", "items", "prev_keys", "state_keys")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
@@ -172,6 +172,8 @@ class SharedStateMemo:
         self.items = ItemSets()
         #: one tuple per set of event IDs the servers' local memos are keyed by
         self.prev_keys: dict[PrevKey, PrevKey] = {}
+        #: one tuple per state key of the room's state maps (:meth:`RoomState.state_key`)
+        self.state_keys: dict[StateKey, StateKey] = {}
 
 
 class RoomState:
@@ -332,6 +334,13 @@ class RoomState:
             old = next(iter(memo))
             del memo[old]
             self._owed.discard(old)
+
+    def state_key(self, etype: str, state_key: str) -> StateKey:
+        """``(etype, state_key)``, one tuple for every state map of the room
+        made with it (a map built from events made a new tuple per entry)."""
+        key = (etype, state_key)
+        shared = self.shared
+        return key if shared is None else shared.state_keys.setdefault(key, key)
 
     def _intern_key(self, key: "PrevKey") -> "PrevKey":
         """One tuple for all the servers' local memo keys of these events
@@ -680,7 +689,7 @@ class RoomState:
             after = shared.after.get(eid) if shared is not None else None
             if after is None:
                 after = dict(before)
-                after[(event.type, event.state_key)] = eid
+                after[self.state_key(event.type, event.state_key)] = eid
                 if shared is not None:
                     shared.after[eid] = after
         else:

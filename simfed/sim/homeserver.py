@@ -581,7 +581,7 @@ class Homeserver(FederationServing):
         # state) are left out of the state map, with the prev event required.
         state = state_map_ids(self, room.graph.room_id, res.body["pdu_ids"], room.events)
         if m.state_key is not None and event_id not in room.rejected:
-            state[(m.type, m.state_key)] = event_id
+            state[room.state_key(m.type, m.state_key)] = event_id
         return state
 
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int,
