@@ -378,3 +378,13 @@ def test_a_one_pdu_answer_is_kept_as_its_id_and_rebuilt_equal():
     assert _all_ok_response(kept) == one
     none = _transaction_response({})
     assert _compact_answer(none) == () and _all_ok_response(()) == none
+
+
+def test_join_depths_keep_the_map_order_and_sort_longest_first():
+    from simfed.sim.homeserver import _JoinDepths
+
+    depths = {"hs3": 7, "hs1": 2, "hs10": 2, "hs0": 1, "hs2": 7}
+    j = _JoinDepths(tuple(depths), tuple(depths.values()))
+    assert set(j.servers) == set(depths) and list(j.servers) == list(depths)
+    assert list(j.longest()) == sorted(depths, key=lambda s: (depths[s], s))
+    assert j.longest() is j.longest()
