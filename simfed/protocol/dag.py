@@ -57,6 +57,16 @@ class _Members(Mapping):
     def __len__(self) -> int:
         return len(self._held) - len(self._outliers)
 
+    def values(self) -> list[Event]:  # type: ignore[override]
+        """The DAG members, as a list (one pass over ``held``, in C)."""
+        outliers = self._outliers
+        return [v for k, v in self._held.items() if k not in outliers]
+
+    def items(self) -> list[tuple[str, Event]]:  # type: ignore[override]
+        """The DAG members' (ID, event) pairs, as a list."""
+        outliers = self._outliers
+        return [(k, v) for k, v in self._held.items() if k not in outliers]
+
 
 class RoomGraph:
     """The prev_events DAG of one room, plus the outliers known for it.
@@ -130,6 +140,8 @@ class RoomGraph:
     def missing_parents(self, event: Event) -> list[str]:
         """The event's prev_events that are not DAG members here."""
         held, outliers = self.held, self._outliers
+        if not outliers:
+            return [p for p in event.prev_events if p not in held]
         return [p for p in event.prev_events if p not in held or p in outliers]
 
     def add(self, event: Event, *, allow_missing: bool = False) -> bool:

@@ -37,16 +37,17 @@ class ServerStream:
     """One server's stream numbers: ``add`` numbers an event the first
     time, ``get`` reads a number back (a dict's ``setdefault``/``get``)."""
 
-    __slots__ = ("_order", "_place", "_next")
+    __slots__ = ("_order", "_by_event", "_place", "_next")
 
     def __init__(self, order: StreamOrder, place: int) -> None:
         self._order = order
+        self._by_event = order._by_event
         self._place = place
         self._next = 0
 
     def add(self, event_id: str) -> None:
         """Give ``event_id`` the next number unless it has one."""
-        by_event = self._order._by_event
+        by_event = self._by_event
         row = by_event.get(event_id)
         place = self._place
         if row is None:
@@ -60,7 +61,7 @@ class ServerStream:
 
     def get(self, event_id: str, default: int = -1) -> int:
         """The event's number, or ``default`` if this server has not stored it."""
-        row = self._order._by_event.get(event_id)
+        row = self._by_event.get(event_id)
         if row is None or self._place >= len(row):
             return default
         n = row[self._place]
