@@ -102,6 +102,13 @@ def prev_key(ids: Iterable[str]) -> PrevKey:
     return tuple(sorted(set(ids)))
 
 
+def _ids_key(maps: Iterable[object]) -> tuple[int, ...]:
+    """The memo key of a set of state maps, by identity: their distinct
+    ``id``s, sorted (a tuple of two or three is a quarter of a frozenset's
+    memory, and the shared memos keep thousands)."""
+    return tuple(sorted({id(m) for m in maps}))
+
+
 class _Owed:
     """A resolution (of the states after ``key``) counted as work done but
     not computed yet."""
@@ -151,7 +158,7 @@ class SharedStateMemo:
         self.before: "OrderedDict[PrevKey, tuple[dict[StateKey, str], int]]" = OrderedDict()
         #: the same keyed by the identities of the distinct state maps
         #: resolved (the maps are kept in the value, so identities stay valid)
-        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
+        self.by_states: "OrderedDict[tuple[int, ...], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
         #: the canonical state before each event stored canonically somewhere
         self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
@@ -164,7 +171,7 @@ class SharedStateMemo:
         self.of_state: "OrderedDict[tuple[str, int], tuple[Mapping, object]]" = OrderedDict()
         #: conflicted events counted for a resolution of distinct state maps,
         #: keyed by their identities (the maps are kept in the value)
-        self.conflicted: "OrderedDict[frozenset[int], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
+        self.conflicted: "OrderedDict[tuple[int, ...], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
         #: the union of the auth chains of a state map's events, by the map's
         #: identity (``AuthChainIndex.state_chain``; the map is kept in the value)
         self.state_chains: "OrderedDict[tuple[int, bool], tuple]" = OrderedDict()
@@ -375,7 +382,7 @@ class RoomState:
         if canonical:
             found = shared.before.get(key)
             if found is None:
-                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                entry = shared.by_states.get(_ids_key(distinct))
                 if entry is not None:
                     found = entry[1]
                     self._remember(shared.before, key, found, len(found[0]))
@@ -389,7 +396,7 @@ class RoomState:
         if canonical:
             found = (hit, self._conflicted_size(distinct))
             self._remember(shared.before, key, found, len(hit))
-            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found), len(hit))
+            self._remember(shared.by_states, _ids_key(distinct), (tuple(distinct), found), len(hit))
         return hit
 
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
@@ -403,7 +410,7 @@ class RoomState:
         shared = self.shared
         if shared is None:
             return conflicted_size(state_sets)
-        key = frozenset(id(m) for m in state_sets)
+        key = _ids_key(state_sets)
         memo = shared.conflicted
         hit = memo.get(key)
         if hit is None:
@@ -570,7 +577,7 @@ class RoomState:
         if shared is not None and self._noncanonical.isdisjoint(owed):
             found = shared.before.get(owed)
             if found is None:
-                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                entry = shared.by_states.get(_ids_key(distinct))
                 found = entry[1] if entry is not None else None
             if found is not None:
                 return found[0].get(key)
