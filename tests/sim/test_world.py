@@ -388,3 +388,12 @@ def test_join_depths_keep_the_map_order_and_sort_longest_first():
     assert set(j.servers) == set(depths) and list(j.servers) == list(depths)
     assert list(j.longest()) == sorted(depths, key=lambda s: (depths[s], s))
     assert j.longest() is j.longest()
+
+
+def test_the_senders_compact_stream_draws_what_its_generator_would():
+    from simfed.sim.streams import stream
+    from simfed.sim.world import component_rng
+
+    for seed in (0, 1, 2**40 + 7):
+        gen, compact = component_rng(seed, "sender/hs3"), stream(seed, "sender/hs3")
+        assert [compact.random() for _ in range(200)] == [gen.random() for _ in range(200)]
