@@ -101,6 +101,7 @@ VIAS = (
 #: known as a state or auth event only) or in it (``timeline``).
 STAGES = ("outlier", "timeline")
 _OUTCOME_BITS = {(o, st): 1 << (2 * i + j) for i, o in enumerate(OUTCOMES) for j, st in enumerate(STAGES)}
+assert max(_OUTCOME_BITS.values()) < 256  # one byte per (server, event): see Recorder._seen_outcomes
 
 # Column name -> kind ("cat" string categorical, "f" float64, "i" int64,
 # "b" bool).  The order is the table's column order.
@@ -219,6 +220,43 @@ TABLE_COLUMNS.update(SERVICE_TABLE_COLUMNS)
 #: typed-array codes of the number and flag columns
 _ARRAY_CODES = {"f": "d", "i": "q", "b": "b"}
 
+#: number columns recorded in a narrower typed array while every value fits
+#: exactly (ints from 1 byte; floats 4 bytes while each is a float32, as the
+#: sampling times are), widened once when one does not; the table's column
+#: is int64 or float64 all the same. The recorder widens them inline (a
+#: method per append cost more CPU than the columns are worth elsewhere).
+_NARROW = {
+    "state": {"t": "f", "extremities": "b", "state_size": "b", "backlog": "b"},
+    "traffic": {"size_bytes": "b", "retransmissions": "b"},
+    "pushes": {"size_bytes": "b"},
+}
+_WIDER = {"b": "h", "h": "i", "i": "q", "f": "d"}
+
+
+def _append_wider(cols: dict, name: str, value: int) -> None:
+    """Widen int column ``name`` of ``cols`` until ``value`` fits; append it."""
+    while True:
+        a = cols[name]
+        wider = _WIDER.get(a.typecode)
+        if wider is None:
+            a.append(value)  # raises OverflowError, as an int64 column did
+        a = cols[name] = array(wider, a)
+        try:
+            a.append(value)
+            return
+        except OverflowError:
+            continue
+
+
+def _float_wider(cols: dict, name: str, value: float) -> None:
+    """``value``, just appended to float column ``name``, did not round-trip
+    (or is not a number): widen a float32 column and keep it exactly."""
+    a = cols[name]
+    if a.typecode == "f":
+        a.pop()
+        a = cols[name] = array("d", a)
+        a.append(value)
+
 
 class _Codes:
     """A categorical column as it is recorded: each distinct value once and
@@ -259,10 +297,10 @@ class _Codes:
         return values[np.frombuffer(codes, dtype=codes.typecode)] if len(codes) else values[:0]
 
 
-def _new_column(kind: str) -> list | array | _Codes:
+def _new_column(kind: str, typecode: str | None = None) -> list | array | _Codes:
     if kind == "cat":
         return _Codes()
-    code = _ARRAY_CODES.get(kind)
+    code = typecode or _ARRAY_CODES.get(kind)
     return [] if code is None else array(code)
 
 
@@ -315,12 +353,15 @@ class Recorder:
         # Numbers and flags go to typed arrays (8 bytes a float, no object
         # each): a big room records millions of rows.
         self._cols: dict[str, dict[str, list | array]] = {
-            name: {c: _new_column(kind) for c, kind in spec.items() if c != "run_id"}
+            name: {c: _new_column(kind, _NARROW.get(name, {}).get(c)) for c, kind in spec.items() if c != "run_id"}
             for name, spec in TABLE_COLUMNS.items()
         }
-        #: (outcome, stage) pairs reported, per server and event, as bits
-        #: (one small int per (server, event) rather than a tuple per report)
-        self._seen_outcomes: dict[str, dict[str, int]] = {}
+        #: (outcome, stage) pairs reported, per event and server, as the bits
+        #: of one byte per (server, event): a bytearray per event indexed by
+        #: the server's number in ``_server_ix`` (a dict entry per (server,
+        #: event) cost ~25 bytes)
+        self._seen_outcomes: dict[str, bytearray] = {}
+        self._server_ix: dict[str, int] = {}
         #: Number of (event, server, outcome) reports ignored as repeats.
         self.duplicate_outcomes = 0
         #: Each distinct state, keyed by its hash: {(type, state_key): event_id}
@@ -371,14 +412,19 @@ class Recorder:
                     f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}"
                 )
             raise ValueError(f"stage={stage!r} is not one of {', '.join(STAGES)}")
-        seen = self._seen_outcomes.get(server)
+        ix = self._server_ix.get(server)
+        if ix is None:
+            ix = self._server_ix[server] = len(self._server_ix)
+        seen = self._seen_outcomes.get(event_id)
         if seen is None:
-            seen = self._seen_outcomes[server] = {}
-        mask = seen.get(event_id, 0)
+            seen = self._seen_outcomes[event_id] = bytearray(len(self._server_ix))
+        elif ix >= len(seen):
+            seen.extend(bytes(ix + 1 - len(seen)))
+        mask = seen[ix]
         if mask & bit:
             self.duplicate_outcomes += 1
             return
-        seen[event_id] = mask | bit
+        seen[ix] = mask | bit
         c = self._cols["deliveries"]
         c["event_id"].append(event_id)
         c["room_id"].append(room_id)
@@ -407,10 +453,18 @@ class Recorder:
         c["kind"].append(kind)
         c["src"].append(src)
         c["dst"].append(dst)
-        c["size_bytes"].append(int(size_bytes))
+        size_bytes = int(size_bytes)
+        try:
+            c["size_bytes"].append(size_bytes)
+        except OverflowError:
+            _append_wider(c, "size_bytes", size_bytes)
         c["delivered"].append(bool(delivered))
         c["reason"].append(None if reason is None else str(reason))
-        c["retransmissions"].append(int(retransmissions))
+        retransmissions = int(retransmissions)
+        try:
+            c["retransmissions"].append(retransmissions)
+        except OverflowError:
+            _append_wider(c, "retransmissions", retransmissions)
 
     def state_sample(
         self,
@@ -425,14 +479,21 @@ class Recorder:
         state: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         c = self._cols["state"]
-        c["t"].append(float(t))
+        t = float(t)
+        col = c["t"]
+        col.append(t)
+        if col[-1] != t:
+            _float_wider(c, "t", t)
         c["server"].append(server)
         c["room_id"].append(room_id)
         c["up"].append(bool(up))
-        c["extremities"].append(int(extremities))
+        for name, v in (("extremities", extremities), ("state_size", state_size), ("backlog", backlog)):
+            v = int(v)
+            try:
+                c[name].append(v)
+            except OverflowError:
+                _append_wider(c, name, v)
         c["state_hash"].append(state_hash)
-        c["state_size"].append(int(state_size))
-        c["backlog"].append(int(backlog))
         if state is not None:
             self.states.add(state_hash, state, server)
 
@@ -451,7 +512,11 @@ class Recorder:
         c["dst"].append(dst)
         c["event_id"].append(event_id)
         c["role"].append(role)
-        c["size_bytes"].append(int(size_bytes))
+        size_bytes = int(size_bytes)
+        try:
+            c["size_bytes"].append(size_bytes)
+        except OverflowError:
+            _append_wider(c, "size_bytes", size_bytes)
 
     def reader_page(self, t: float, t_done: float, server: str, room_id: str, gap: int, page: int, holes: int,
                     events: int, answered: bool) -> None:

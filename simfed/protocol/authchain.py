@@ -106,12 +106,14 @@ class AuthChainIndex:
             acc -= known
         return complete
 
-    def state_chain(self, state: Mapping, include_state_events: bool, held: "Callable[[frozenset[str]], bool]") -> frozenset[str] | None:
+    def state_chain(self, state: Mapping, include_state_events: bool, held: "Callable[[Iterable[str]], bool]") -> frozenset[str] | None:
         """The union of the auth chains of ``state``'s events (and the
         events themselves with ``include_state_events``), kept by the map's
         identity in ``state_chains`` for every index that reads the shared
         chains; None if this index does not read them, or if ``held`` (a
-        test of the map's events) says this server lacks some of them.
+        test of the map's events, given as any iterable) says this server
+        lacks some of them. The map's events are not kept as a set (the map
+        is kept, and a set of them cost as much as the chain).
 
         With every event of the map held and every auth chain complete, the
         union is a function of the map's content alone, so the servers that
@@ -128,11 +130,11 @@ class AuthChainIndex:
             acc = self.union_chain(ids)
             if include_state_events:
                 acc |= ids
-            hit = memo[key] = (state, ids, frozenset(acc))
+            hit = memo[key] = (state, frozenset(acc))
             self._trim_state_chains(len(acc))
-        elif not held(hit[1]):
+        elif not held(state.values()):
             return None
-        return hit[2]
+        return hit[1]
 
     def _trim_state_chains(self, size: int) -> None:
         memo = self._state_chains
@@ -296,7 +298,7 @@ def state_chain_difference(
     index: AuthChainIndex,
     *,
     include_state_events: bool = False,
-    held: "Callable[[frozenset[str]], bool] | None" = None,
+    held: "Callable[[Iterable[str]], bool] | None" = None,
 ) -> set[str]:
     """:func:`auth_chain_difference` of state maps: from each map's whole
     chain (:meth:`AuthChainIndex.state_chain`, shared by identity) when the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Iterable, Iterator, Sequence
 
 from .authchain import AuthChainIndex, auth_chain_difference
@@ -21,10 +22,50 @@ class MissingParentsError(ValueError):
 
 
 def _kids(entry: "str | tuple[str, ...] | None") -> tuple[str, ...]:
-    """A ``RoomGraph._children`` entry as a tuple."""
+    """A ``RoomGraph._hole_children`` entry as a tuple."""
     if entry is None:
         return ()
     return (entry,) if type(entry) is str else entry
+
+
+class _Members(Mapping):
+    """The DAG members of a graph that also holds outliers: its ``held``
+    dict without them, as a read-only view (no dict of its own)."""
+
+    __slots__ = ("_held", "_outliers")
+
+    def __init__(self, held: dict[str, Event], outliers: dict[str, Event]) -> None:
+        self._held = held
+        self._outliers = outliers
+
+    def __getitem__(self, event_id: str) -> Event:
+        if event_id in self._outliers:
+            raise KeyError(event_id)
+        return self._held[event_id]
+
+    def get(self, event_id: str, default: "Event | None" = None) -> "Event | None":
+        ev = self._held.get(event_id)
+        return default if ev is None or event_id in self._outliers else ev
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._held and event_id not in self._outliers
+
+    def __iter__(self) -> Iterator[str]:
+        outliers = self._outliers
+        return (e for e in self._held if e not in outliers)
+
+    def __len__(self) -> int:
+        return len(self._held) - len(self._outliers)
+
+    def values(self) -> list[Event]:  # type: ignore[override]
+        """The DAG members, as a list (one pass over ``held``, in C)."""
+        outliers = self._outliers
+        return [v for k, v in self._held.items() if k not in outliers]
+
+    def items(self) -> list[tuple[str, Event]]:  # type: ignore[override]
+        """The DAG members' (ID, event) pairs, as a list."""
+        outliers = self._outliers
+        return [(k, v) for k, v in self._held.items() if k not in outliers]
 
 
 class RoomGraph:
@@ -42,20 +83,24 @@ class RoomGraph:
 
     def __init__(self, room_id: str | None = None) -> None:
         self.room_id = room_id
-        self._events: dict[str, Event] = {}
+        #: outliers by ID (DAG members are the other events of ``held``:
+        #: a server keeps no second dict of one entry per event)
         self._outliers: dict[str, Event] = {}
         #: DAG members and outliers by ID in one plain dict (read-only by
         #: convention): lookups at C speed for state resolution's hot loops
         self.held: dict[str, Event] = {}
         #: a DAG member or an outlier by ID (``held.get``)
         self.get = self.held.get
-        #: children by parent: the child's ID itself when there is one (most
-        #: events: no container at all, and there is one per (server,
-        #: event)), a tuple of them when there are more (see :func:`_kids`)
-        self._children: dict[str, str | tuple[str, ...]] = {}
-        self._depth: dict[str, int] = {}
+        #: children of the prev_events that are not DAG members (the holes
+        #: readers backfill): the child's ID itself when there is one, a
+        #: tuple of them when there are more (see :func:`_kids`); the
+        #: children of DAG members are found from their prev_events when
+        #: asked (:meth:`_child_map`), as is the depth (:meth:`_depths`)
+        self._hole_children: dict[str, str | tuple[str, ...]] = {}
         self._extremities: set[str] = set()
         self._topo: list[str] | None = None
+        self._depth_cache: dict[str, int] | None = None
+        self._child_cache: dict[str, tuple[str, ...]] | None = None
         #: prev_events referenced by DAG members but not held (gaps).
         self.backward_extremities: set[str] = set()
         self.auth_chains = AuthChainIndex(self.get)
@@ -63,13 +108,13 @@ class RoomGraph:
     # -- membership ---------------------------------------------------------
 
     def __contains__(self, event_id: object) -> bool:
-        return event_id in self._events
+        return event_id in self.held and event_id not in self._outliers
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self.held) - len(self._outliers)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._events)
+        return iter(self.events)
 
     def __getitem__(self, event_id: str) -> Event:
         ev = self.get(event_id)
@@ -81,9 +126,10 @@ class RoomGraph:
         return event_id in self._outliers
 
     @property
-    def events(self) -> dict[str, Event]:
-        """DAG members by ID (read-only by convention)."""
-        return self._events
+    def events(self) -> Mapping[str, Event]:
+        """DAG members by ID (read-only: ``held`` itself while there are no
+        outliers, else a view of it without them)."""
+        return _Members(self.held, self._outliers) if self._outliers else self.held
 
     @property
     def outliers(self) -> dict[str, Event]:
@@ -93,8 +139,10 @@ class RoomGraph:
 
     def missing_parents(self, event: Event) -> list[str]:
         """The event's prev_events that are not DAG members here."""
-        evs = self._events
-        return [p for p in event.prev_events if p not in evs]
+        held, outliers = self.held, self._outliers
+        if not outliers:
+            return [p for p in event.prev_events if p not in held]
+        return [p for p in event.prev_events if p not in held or p in outliers]
 
     def add(self, event: Event, *, allow_missing: bool = False) -> bool:
         """Add a DAG member; False if it was already one.
@@ -105,7 +153,8 @@ class RoomGraph:
         another room.
         """
         eid = event.event_id
-        if eid in self._events:
+        held, outliers = self.held, self._outliers
+        if eid in held and eid not in outliers:
             return False
         if self.room_id is None:
             self.room_id = event.room_id
@@ -114,31 +163,28 @@ class RoomGraph:
         missing = self.missing_parents(event)
         if missing and not allow_missing:
             raise MissingParentsError(eid, missing)
-        depth = 0
-        children = self._children
+        holes = self._hole_children
         ext = self._extremities
         for p in missing:
             self.backward_extremities.add(p)
+            c = holes.get(p)
+            holes[p] = eid if c is None else ((c, eid) if type(c) is str else c + (eid,))
         self.backward_extremities.discard(eid)
         for p in event.prev_events:
-            d = self._depth.get(p, 0)
-            if d > depth:
-                depth = d
-            c = children.get(p)
-            children[p] = eid if c is None else ((c, eid) if type(c) is str else c + (eid,))
             ext.discard(p)
-        self._events[eid] = event
-        self._outliers.pop(eid, None)
-        self.held[eid] = event
-        self._depth[eid] = depth + 1
+        if holes:
+            holes.pop(eid, None)  # a DAG member now: its children are found from prev_events
+        if outliers and outliers.pop(eid, None) is not None and not outliers:
+            self._outliers = {}  # an emptied dict keeps its table (one per server)
+        held[eid] = event
         ext.add(eid)
-        self._topo = None
+        self._topo = self._depth_cache = self._child_cache = None
         return True
 
     def add_outlier(self, event: Event) -> bool:
         """Store an event known only as an auth/state event."""
         eid = event.event_id
-        if eid in self._events or eid in self._outliers:
+        if eid in self.held:
             return False
         self._outliers[eid] = event
         self.held[eid] = event
@@ -152,22 +198,60 @@ class RoomGraph:
         return frozenset(self._extremities)
 
     def depth(self, event_id: str) -> int:
-        """Graph height of a DAG member: 1 + the deepest parent (roots: 1)."""
-        return self._depth[event_id]
+        """Graph height of a DAG member: 1 + the deepest parent that is a DAG
+        member (roots and events whose parents are all missing: 1)."""
+        return self._depths()[event_id]
+
+    def _depths(self) -> dict[str, int]:
+        """:meth:`depth` of every DAG member (kept until the next ``add``)."""
+        if self._depth_cache is None:
+            members = self.events
+            d: dict[str, int] = {}
+            for start in members:
+                if start in d:
+                    continue
+                path = {start}  # the walk's current chain (a guard against cycles)
+                stack = [(start, iter(members[start].prev_events))]
+                while stack:
+                    e, it = stack[-1]
+                    for p in it:
+                        if p not in d and p not in path and p in members:
+                            path.add(p)
+                            stack.append((p, iter(members[p].prev_events)))
+                            break
+                    else:
+                        stack.pop()
+                        path.discard(e)
+                        d[e] = 1 + max((d[p] for p in members[e].prev_events if p in d), default=0)
+            self._depth_cache = d
+        return self._depth_cache
+
+    def _child_map(self) -> dict[str, tuple[str, ...]]:
+        """Children by parent over every DAG member (kept until the next ``add``)."""
+        if self._child_cache is None:
+            out: dict[str, list[str]] = {}
+            for eid, ev in self.events.items():
+                for p in ev.prev_events:
+                    out.setdefault(p, []).append(eid)
+            self._child_cache = {p: tuple(c) for p, c in out.items()}
+        return self._child_cache
 
     def children(self, event_id: str) -> tuple[str, ...]:
-        return _kids(self._children.get(event_id))
+        """The DAG members that list ``event_id`` among their prev_events."""
+        if event_id not in self:
+            return _kids(self._hole_children.get(event_id))
+        return self._child_map().get(event_id, ())
 
     def ancestors(self, event_ids: str | Iterable[str]) -> set[str]:
         """Every DAG member reachable through prev_events (the starts excluded)."""
         starts = [event_ids] if isinstance(event_ids, str) else list(event_ids)
         seen: set[str] = set()
         queue = deque()
+        evs = self.events
         for s in starts:
-            ev = self._events.get(s)
+            ev = evs.get(s)
             if ev is not None:
                 queue.extend(ev.prev_events)
-        evs = self._events
         while queue:
             eid = queue.popleft()
             if eid in seen:
@@ -184,23 +268,23 @@ class RoomGraph:
         starts = [event_ids] if isinstance(event_ids, str) else list(event_ids)
         seen: set[str] = set()
         queue = deque()
-        children = self._children
         for s in starts:
-            queue.extend(_kids(children.get(s)))
+            queue.extend(self.children(s))
+        children = self._child_map()
         while queue:
             eid = queue.popleft()
             if eid in seen:
                 continue
             seen.add(eid)
-            queue.extend(c for c in _kids(children.get(eid)) if c not in seen)
+            queue.extend(c for c in children.get(eid, ()) if c not in seen)
         return seen
 
     def topological_order(self) -> list[str]:
         """Parents before children; ties by (height, event ID), so the order
         depends only on the DAG, not on the order events were added."""
         if self._topo is None:
-            d = self._depth
-            self._topo = sorted(self._events, key=lambda e: (d[e], e))
+            d = self._depths()
+            self._topo = sorted(d, key=lambda e: (d[e], e))
         return list(self._topo)
 
     def auth_chain(self, event_id: str) -> frozenset[str]:

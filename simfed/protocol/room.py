@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import AbstractSet, Callable, Iterable, Mapping, Sequence
+from typing import AbstractSet, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .auth import StateKey, auth_types_for_event, check_auth, check_auth_events_sanity
 from .authchain import AuthChainIndex
@@ -57,6 +57,41 @@ class Decision:
 
 _OK = Decision(ACCEPTED)
 
+
+class _Statuses(Mapping):
+    """A room's decisions by stored event ID, as a read-only view: the
+    events stored are the keys of the state-after map, and only decisions
+    other than the shared acceptance are kept (no entry per accepted event)."""
+
+    __slots__ = ("_stored", "_other")
+
+    def __init__(self, stored: Mapping[str, object], other: Mapping[str, Decision]) -> None:
+        self._stored = stored
+        self._other = other
+
+    def __getitem__(self, event_id: str) -> Decision:
+        d = self._other.get(event_id)
+        if d is not None:
+            return d
+        if event_id in self._stored:
+            return _OK
+        raise KeyError(event_id)
+
+    def get(self, event_id: str, default: "Decision | None" = None) -> "Decision | None":
+        d = self._other.get(event_id)
+        if d is not None:
+            return d
+        return _OK if event_id in self._stored else default
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._stored
+
+    def __iter__(self) -> "Iterator[str]":
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
 #: a set of event IDs as a memo key: sorted, without repeats (a tuple is a
 #: quarter of a frozenset's memory, and servers keep a thousand of them)
 PrevKey = tuple[str, ...]
@@ -65,6 +100,13 @@ PrevKey = tuple[str, ...]
 def prev_key(ids: Iterable[str]) -> PrevKey:
     """The memo key of a set of event IDs."""
     return tuple(sorted(set(ids)))
+
+
+def _ids_key(maps: Iterable[object]) -> tuple[int, ...]:
+    """The memo key of a set of state maps, by identity: their distinct
+    ``id``s, sorted (a tuple of two or three is a quarter of a frozenset's
+    memory, and the shared memos keep thousands)."""
+    return tuple(sorted({id(m) for m in maps}))
 
 
 class _Owed:
@@ -93,7 +135,7 @@ class SharedStateMemo:
     """
 
     __slots__ = ("before", "before_of", "decision", "after", "hits", "by_states", "chains", "of_state", "conflicted",
-                 "state_chains", "items")
+                 "state_chains", "items", "prev_keys", "state_keys")
 
     #: resolutions kept per memo (oldest dropped first): bounds memory only...
     MAX_RESOLUTIONS = 20_000
@@ -102,6 +144,8 @@ class SharedStateMemo:
     MAX_RESOLVED_ENTRIES = 1_000_000
     #: answers kept in ``of_state`` (oldest dropped first)
     MAX_DERIVED = 1024
+    #: distinct local memo keys shared (then started afresh)
+    MAX_PREV_KEYS = 200_000
 
     @classmethod
     def max_resolutions(cls, state_size: int) -> int:
@@ -114,7 +158,7 @@ class SharedStateMemo:
         self.before: "OrderedDict[PrevKey, tuple[dict[StateKey, str], int]]" = OrderedDict()
         #: the same keyed by the identities of the distinct state maps
         #: resolved (the maps are kept in the value, so identities stay valid)
-        self.by_states: "OrderedDict[frozenset[int], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
+        self.by_states: "OrderedDict[tuple[int, ...], tuple[tuple[dict, ...], tuple[dict, int]]]" = OrderedDict()
         #: the canonical state before each event stored canonically somewhere
         self.before_of: dict[str, StateMapT] = {}
         self.decision: dict[str, Decision] = {}
@@ -127,12 +171,16 @@ class SharedStateMemo:
         self.of_state: "OrderedDict[tuple[str, int], tuple[Mapping, object]]" = OrderedDict()
         #: conflicted events counted for a resolution of distinct state maps,
         #: keyed by their identities (the maps are kept in the value)
-        self.conflicted: "OrderedDict[frozenset[int], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
+        self.conflicted: "OrderedDict[tuple[int, ...], tuple[tuple[Mapping, ...], int]]" = OrderedDict()
         #: the union of the auth chains of a state map's events, by the map's
         #: identity (``AuthChainIndex.state_chain``; the map is kept in the value)
         self.state_chains: "OrderedDict[tuple[int, bool], tuple]" = OrderedDict()
         #: the (key, event) pairs of state maps as frozensets, by identity
         self.items = ItemSets()
+        #: one tuple per set of event IDs the servers' local memos are keyed by
+        self.prev_keys: dict[PrevKey, PrevKey] = {}
+        #: one tuple per state key of the room's state maps (:meth:`RoomState.state_key`)
+        self.state_keys: dict[StateKey, StateKey] = {}
 
 
 class RoomState:
@@ -172,9 +220,16 @@ class RoomState:
                                                     state_chains=shared.state_chains)
         #: DAG members and outliers by ID (read-only)
         self.events: Mapping[str, Event] = self.graph.held
-        self.status: dict[str, Decision] = {}
+        #: the state after each stored event (its keys: the events stored,
+        #: in the order they were)
         self._after: dict[str, dict[StateKey, str]] = {}
-        self._before_memo: "OrderedDict[PrevKey, dict[StateKey, str] | _Owed]" = OrderedDict()
+        #: decisions other than ``_OK`` (rejections, soft-fails) by event ID
+        self._decisions: dict[str, Decision] = {}
+        #: each stored event's decision (read-only view)
+        self.status: Mapping[str, Decision] = _Statuses(self._after, self._decisions)
+        #: resolutions by key, oldest first (a plain dict: insertion-ordered,
+        #: and half an OrderedDict's memory per entry; one per server)
+        self._before_memo: "dict[PrevKey, dict[StateKey, str] | _Owed]" = {}
         #: keys of resolutions counted in the memo but not computed yet
         self._owed: set[PrevKey] = set()
         self.forward_extremities: set[str] = set()
@@ -182,6 +237,8 @@ class RoomState:
         self.rejected: dict[str, str] = {}
         self._decided_before: StateMapT = {}
         self._decided_canonical = False
+        #: the state before a stored event, kept only when it is not the
+        #: state after its single prev_event (:meth:`stored_state_before`)
         self._before: dict[str, StateMapT] = {}
         #: stored events whose state is not known to be the one computed from
         #: their full ancestry (supplied across a gap and different, or built
@@ -241,7 +298,12 @@ class RoomState:
 
     def stored_state_before(self, event_id: str) -> StateMapT | None:
         """The state before a stored DAG member, as it was when stored."""
-        return self._before.get(event_id)
+        before = self._before.get(event_id)
+        if before is None and event_id in self._after:
+            # not kept: the state after its one prev_event, which was stored
+            # before it (and a state after is never replaced)
+            before = self._after[self.graph.held[event_id].prev_events[0]]
+        return before
 
     def resolve(self, state_sets: Sequence[StateMapT]) -> dict[StateKey, str]:
         """Resolve ``state_sets``, counted as this server's work."""
@@ -290,10 +352,29 @@ class RoomState:
 
     def _remember_local(self, key: "PrevKey", value: "dict[StateKey, str] | _Owed") -> None:
         memo = self._before_memo
-        memo[key] = value
+        memo[self._intern_key(key)] = value
         if len(memo) > 1024:
-            old, _ = memo.popitem(last=False)
+            old = next(iter(memo))
+            del memo[old]
             self._owed.discard(old)
+
+    def state_key(self, etype: str, state_key: str) -> StateKey:
+        """``(etype, state_key)``, one tuple for every state map of the room
+        made with it (a map built from events made a new tuple per entry)."""
+        key = (etype, state_key)
+        shared = self.shared
+        return key if shared is None else shared.state_keys.setdefault(key, key)
+
+    def _intern_key(self, key: "PrevKey") -> "PrevKey":
+        """One tuple for all the servers' local memo keys of these events
+        (a server's memo keeps up to 1,024; most repeat other servers')."""
+        shared = self.shared
+        if shared is None:
+            return key
+        keys = shared.prev_keys
+        if len(keys) >= SharedStateMemo.MAX_PREV_KEYS:
+            keys.clear()  # sharing only: a memo key is compared by value
+        return keys.setdefault(key, key)
 
     def _distinct_after(self, key: "PrevKey") -> list[StateMapT]:
         """The distinct state maps after ``key``'s events (the same object
@@ -317,7 +398,7 @@ class RoomState:
         if canonical:
             found = shared.before.get(key)
             if found is None:
-                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                entry = shared.by_states.get(_ids_key(distinct))
                 if entry is not None:
                     found = entry[1]
                     self._remember(shared.before, key, found, len(found[0]))
@@ -331,7 +412,7 @@ class RoomState:
         if canonical:
             found = (hit, self._conflicted_size(distinct))
             self._remember(shared.before, key, found, len(hit))
-            self._remember(shared.by_states, frozenset(id(m) for m in distinct), (tuple(distinct), found), len(hit))
+            self._remember(shared.by_states, _ids_key(distinct), (tuple(distinct), found), len(hit))
         return hit
 
     def _count_resolution(self, state_sets: Sequence[StateMapT]) -> None:
@@ -345,7 +426,7 @@ class RoomState:
         shared = self.shared
         if shared is None:
             return conflicted_size(state_sets)
-        key = frozenset(id(m) for m in state_sets)
+        key = _ids_key(state_sets)
         memo = shared.conflicted
         hit = memo.get(key)
         if hit is None:
@@ -432,6 +513,7 @@ class RoomState:
             self._remember_local(key, distinct[0])
             return
         self._count_resolution(distinct)
+        key = self._intern_key(key)
         owed = _Owed(key)
         self._remember_local(key, owed)
         self._owed.add(key)
@@ -511,7 +593,7 @@ class RoomState:
         if shared is not None and self._noncanonical.isdisjoint(owed):
             found = shared.before.get(owed)
             if found is None:
-                entry = shared.by_states.get(frozenset(id(m) for m in distinct))
+                entry = shared.by_states.get(_ids_key(distinct))
                 found = entry[1] if entry is not None else None
             if found is not None:
                 return found[0].get(key)
@@ -555,9 +637,8 @@ class RoomState:
         ``decided``: the answer :meth:`decide` just gave for this event (so a
         caller can look before it stores)."""
         eid = event.event_id
-        prior = self.status.get(eid)
-        if prior is not None:
-            return prior
+        if eid in self._after:
+            return self.status[eid]
         if decided is None:
             decided = self.decide(event, before=before, soft_fail=soft_fail, backfilled=backfilled)
         decision = decided
@@ -580,8 +661,8 @@ class RoomState:
         """What :meth:`add` would decide, without storing anything."""
         eid = event.event_id
         if before is None:
-            status, nonc = self.status, self._noncanonical
-            canonical = all(p in status and p not in nonc for p in event.prev_events)
+            stored, nonc = self._after, self._noncanonical
+            canonical = all(p in stored and p not in nonc for p in event.prev_events)
         else:
             # State supplied across a gap (state fetch, join) is canonical
             # when it equals what was computed from the full ancestry.
@@ -617,8 +698,11 @@ class RoomState:
             self._settle_owed()  # a held event (an outlier) becomes rejected
         self.graph.add(event, allow_missing=True)
         self._note_auth_gap(event)
-        self.status[eid] = decision
-        self._before[eid] = before
+        if decision is not _OK:
+            self._decisions[eid] = decision
+        prevs = event.prev_events
+        if len(prevs) != 1 or self._after.get(prevs[0]) is not before:
+            self._before[eid] = before
         if decision.outcome == REJECTED:
             self.rejected[eid] = decision.code
             self._after[eid] = before if isinstance(before, dict) else dict(before)
@@ -628,7 +712,7 @@ class RoomState:
             after = shared.after.get(eid) if shared is not None else None
             if after is None:
                 after = dict(before)
-                after[(event.type, event.state_key)] = eid
+                after[self.state_key(event.type, event.state_key)] = eid
                 if shared is not None:
                     shared.after[eid] = after
         else:
@@ -647,7 +731,7 @@ class RoomState:
                 continue
             seen.add(p)
             fwd.discard(p)
-            st = self.status.get(p)
+            st = self._decisions.get(p)
             if st is not None and st.outcome != ACCEPTED:
                 ev = self.graph.get(p)
                 if ev is not None:

@@ -89,6 +89,8 @@ def state_map_ids(hs: "Homeserver", room_id: str, ids: Iterable[str],
     so are IDs that could not be fetched, as Synapse does. Rejected events
     stay in, as in Synapse's map; the auth rules ignore them."""
     state: dict[tuple[str, str], str] = {}
+    room = hs.rooms.get(room_id)
+    key = room.state_key if room is not None else _state_key
     for i in ids:
         e = held.get(i)
         if e is None:
@@ -98,8 +100,12 @@ def state_map_ids(hs: "Homeserver", room_id: str, ids: Iterable[str],
         elif e.state_key is None:
             _count(hs, "not_state")
         else:
-            state[(e.type, e.state_key)] = i
+            state[key(e.type, e.state_key)] = i
     return state
+
+
+def _state_key(etype: str, state_key: str) -> tuple[str, str]:
+    return (etype, state_key)
 
 
 def send_join_problem(hs: "Homeserver", room_id: str, sent: Event, body: dict) -> str | None:

@@ -144,13 +144,20 @@ def _bumps_backoff(res: Response | RequestFailed) -> bool:
     return isinstance(res, RequestFailed) or res.status >= 500 or res.status in (401, 429)
 
 
+#: nothing undelivered (read-only: a destination gets a dict of its own for
+#: its first undelivered room; an emptied dict kept 64-184 bytes per link)
+_NOTHING: MappingProxyType[str, int] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class _Persisted:
     """What the homeserver's database keeps per destination (survives crash)."""
 
-    dirty: dict[str, int] = field(default_factory=dict)
-    #: per room, the newest PDU queued for the destination
-    newest: dict[str, Any] = field(default_factory=dict)
+    #: per room with undelivered PDUs, the generation of the newest
+    dirty: "dict[str, int] | MappingProxyType[str, int]" = field(default_factory=lambda: _NOTHING)
+    #: per room, the newest PDU queued for the destination: ``(room_id,
+    #: pdu)`` while there is one room (no dict per link), else a dict
+    newest: "tuple[str, Any] | dict[str, Any] | None" = None
     #: the last PDU of the last transaction the destination accepted
     last_sent: Any = None
     retry_interval_ms: float = 0.0
@@ -215,9 +222,18 @@ class FederationSender:
         size = _size_of(pdu, size_bytes, None)
         self._gen += 1
         p = self._persist(destination)
-        p.dirty.pop(room_id, None)
-        p.dirty[room_id] = self._gen
-        p.newest[room_id] = pdu
+        dirty = p.dirty
+        if dirty is _NOTHING:
+            dirty = p.dirty = {}
+        dirty.pop(room_id, None)  # type: ignore[union-attr]
+        dirty[room_id] = self._gen  # type: ignore[index]
+        newest = p.newest
+        if newest is None or (type(newest) is tuple and newest[0] == room_id):
+            p.newest = (room_id, pdu)
+        else:
+            if type(newest) is tuple:
+                newest = p.newest = {newest[0]: newest[1]}
+            newest[room_id] = pdu  # type: ignore[index]
         if self._crashed:
             return
         q = self._queue(destination)
@@ -285,7 +301,10 @@ class FederationSender:
         p = self._persisted.get(destination)
         if p is None:
             return None, {}
-        return p.last_sent, dict(p.newest)
+        newest = p.newest
+        if newest is None:
+            return p.last_sent, {}
+        return p.last_sent, {newest[0]: newest[1]} if type(newest) is tuple else dict(newest)
 
     def is_backing_off(self, destination: str) -> bool:
         """True while the destination's backoff has not ended."""
@@ -433,13 +452,14 @@ class FederationSender:
                 ok = yield from self._attempt(destination, q, pdus, edus, pdu_bytes, epoch)
                 if not ok:
                     return
-                dirty = self._persist(destination).dirty
+                p = self._persist(destination)
+                dirty = p.dirty
                 for _pdu, room_id, _size, gen in batch:
                     q.pdus.popleft()
                     if dirty.get(room_id) == gen:
-                        del dirty[room_id]
+                        del dirty[room_id]  # type: ignore[attr-defined]
                 if not dirty:
-                    dirty.clear()  # an emptied dict keeps its table (184 bytes); cleared, 64
+                    p.dirty = _NOTHING  # an emptied dict keeps its table
                 if not q.pdus:
                     q.pdus = ()
         finally:
@@ -460,7 +480,7 @@ class FederationSender:
         cap = self.config.max_pdus_per_txn
         while True:
             if not p.dirty or self._provider is None:
-                p.dirty.clear()
+                p.dirty = _NOTHING
                 q.catching_up = False
                 self._emit(destination, "catchup_done", {})
                 return True

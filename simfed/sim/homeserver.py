@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, deque
 from dataclasses import dataclass
+from sys import intern
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping
 
@@ -158,14 +159,15 @@ class Homeserver(FederationServing):
         self._retries: dict[str, int] = {}
         self._pending: set[str] = set()
         #: per origin, the answers kept for retried transactions, oldest first
-        self._answered: dict[str, dict[str, "Response | tuple[str, ...]"]] = {}
+        #: (``(txn_id, answer)`` while there is one, then a dict)
+        self._answered: dict[str, Any] = {}
         #: per origin, the txn_id of the transaction being processed
         self._active_txns: dict[str, Any] = {}
         #: per (origin, room), the end of the last linearized request queued
         self._linearizer: dict[tuple[str, str], simpy.Event] = {}
         #: each stored event's position in the order this server stored them
         #: (Synapse's stream ordering; persisted, so it survives a crash)
-        self._stream: dict[str, int] = {}
+        self._stream = world.stream_order.server()
         self._handlers = {
             "transaction": self._on_transaction,
             "get_missing_events": self._on_get_missing_events,
@@ -197,7 +199,7 @@ class Homeserver(FederationServing):
         stored outside the room DAG, ``timeline`` once it is in the DAG."""
         self.counters[outcome] += 1
         if outcome != "dropped":
-            self._stream.setdefault(ev.event_id, len(self._stream))
+            self._stream.add(ev.event_id)
         self._record("event_outcome", self.env.now, self.name, ev.event_id, ev.room_id, outcome, via, reason,
                      stage)
 
@@ -214,23 +216,23 @@ class Homeserver(FederationServing):
 
     def joined_servers(self, room: RoomState, state: dict | None = None) -> set[str]:
         """Servers with a joined member in ``state`` (default: current state)."""
-        return set(self._join_depths(room, state))
+        return set(self._join_depths(room, state).servers)
 
-    def _join_depths(self, room: RoomState, state: dict | None = None) -> dict[str, int]:
-        """Per server with a joined member in ``state`` (default: current
-        state), the least depth of its members' join events (read-only:
-        shared by the servers holding the same canonical map)."""
+    def _join_depths(self, room: RoomState, state: dict | None = None) -> "_JoinDepths":
+        """The servers with a joined member in ``state`` (default: current
+        state) and the least depth of each one's members' join events
+        (read-only: shared by the servers holding the same canonical map)."""
         st = room.current_state() if state is None else state
 
-        def depths(st: dict) -> dict[str, int]:
+        def depths(st: dict) -> _JoinDepths:
             out: dict[str, int] = {}
             for (etype, skey), eid in st.items():
                 if etype == "m.room.member":
                     ev = room.events.get(eid)
                     if ev is not None and ev.membership == "join":
-                        server = skey.partition(":")[2]
+                        server = intern(skey.partition(":")[2])  # one string per name, not per map
                         out[server] = min(out.get(server, ev.depth), ev.depth)
-            return out
+            return _JoinDepths(tuple(out), tuple(out.values()))
 
         return room.derived("join_depths", st, depths)  # type: ignore[return-value]
 
@@ -238,8 +240,7 @@ class Homeserver(FederationServing):
         """The other servers joined to the room, longest in the room first
         (Synapse ``get_current_hosts_in_room_ordered``: by the least depth
         of their members' current join events; ties by name)."""
-        depths = self._join_depths(room)
-        return sorted((s for s in depths if s != self.name), key=lambda s: (depths[s], s))
+        return [s for s in self._join_depths(room).longest() if s != self.name]
 
     def has_member(self, room_id: str) -> bool:
         """True if one of this server's users is joined to the room."""
@@ -410,17 +411,25 @@ class Homeserver(FederationServing):
         processed again, as Synapse does."""
         txn_id = body.get("txn_id")
         seen = self._answered.get(origin)
-        if seen is None:
-            seen = self._answered[origin] = {}
-        if txn_id is not None and txn_id in seen:
-            self.counters["duplicate_transactions"] += 1
-            kept = seen[txn_id]
-            return kept if isinstance(kept, Response) else _all_ok_response(kept)
+        if txn_id is not None and seen is not None:
+            if type(seen) is tuple:
+                kept = seen[1] if seen[0] == txn_id else None
+            else:
+                kept = seen.get(txn_id)
+            if kept is not None:
+                self.counters["duplicate_transactions"] += 1
+                return kept if isinstance(kept, Response) else _all_ok_response(kept)
         res = self._process_transaction(origin, body)
         if txn_id is not None:
-            seen[txn_id] = _compact_answer(res)
-            if len(seen) > TXN_MEMORY:
-                del seen[next(iter(seen))]
+            answer = _compact_answer(res)
+            if seen is None:
+                self._answered[origin] = (txn_id, answer)  # most origins: one answer kept, no dict
+            else:
+                if type(seen) is tuple:
+                    seen = self._answered[origin] = {seen[0]: seen[1]}
+                seen[txn_id] = answer
+                if len(seen) > TXN_MEMORY:
+                    del seen[next(iter(seen))]
         return res
 
     def _process_transaction(self, origin: str, body: dict) -> Response:
@@ -572,7 +581,7 @@ class Homeserver(FederationServing):
         # state) are left out of the state map, with the prev event required.
         state = state_map_ids(self, room.graph.room_id, res.body["pdu_ids"], room.events)
         if m.state_key is not None and event_id not in room.rejected:
-            state[(m.type, m.state_key)] = event_id
+            state[room.state_key(m.type, m.state_key)] = event_id
         return room.as_known_state_after(event_id, state)
 
     def _fetch_outliers(self, room: RoomState, ids: list[str], origin: str, at: str, total: int,
@@ -922,21 +931,49 @@ class Homeserver(FederationServing):
             self.env.process(self.anti_entropy_loop(self._epoch))
 
 
+class _JoinDepths:
+    """The servers joined in one state map, in the map's order, and the
+    least depth of each one's members' join events: two tuples (a dict of
+    one entry per server cost 2-3 times as much, and one is kept per
+    distinct state map read)."""
+
+    __slots__ = ("servers", "depths", "_longest")
+
+    def __init__(self, servers: tuple[str, ...], depths: tuple[int, ...]) -> None:
+        self.servers = servers
+        self.depths = depths
+        self._longest: tuple[str, ...] | None = None
+
+    def longest(self) -> tuple[str, ...]:
+        """The servers by (least join depth, name), made when first asked."""
+        if self._longest is None:
+            d = dict(zip(self.servers, self.depths))
+            self._longest = tuple(sorted(self.servers, key=lambda s: (d[s], s)))
+        return self._longest
+
+
 def _transaction_response(results: dict[str, dict]) -> Response:
     """The answer to a ``/send``: a result per PDU."""
     return Response(200, {"pdus": results}, 64 + 60 * len(results))
 
 
-def _all_ok_response(event_ids: tuple[str, ...]) -> Response:
+def _all_ok_response(event_ids: "tuple[str, ...] | str") -> Response:
+    if type(event_ids) is str:
+        event_ids = (event_ids,)
     return _transaction_response({e: _PDU_OK for e in event_ids})
 
 
-def _compact_answer(res: Response) -> "Response | tuple[str, ...]":
+def _compact_answer(res: Response) -> "Response | tuple[str, ...] | str":
     """What a server keeps of a transaction's answer for a retry of it: the
     PDUs' IDs when every one was accepted (most answers; rebuilt equal on a
-    retry), else the answer itself."""
+    retry), the ID itself when there is one (most transactions: no tuple),
+    else the answer itself."""
     results = res.body["pdus"]
     if res.status == 200 and all(r is _PDU_OK for r in results.values()):
+        if len(results) == 1:
+            for eid in results:
+                if type(eid) is str:
+                    return eid
         return tuple(results)
     return res
 

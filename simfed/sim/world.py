@@ -37,7 +37,8 @@ from .loss import BernoulliLoss, GilbertElliottLoss, NoLoss, WindowedLoss
 from .netgraph import GraphLatency, build_graph
 from .network import Network, Partition
 from .processing import Cpu, cost_table, work_done
-from .streams import Streams
+from .streamorder import StreamOrder
+from .streams import Streams, stream
 from .tcp import TcpModel, TcpParams
 from .services import Services, identity_node_names
 from .services.common import HostedLatency, hosts_for
@@ -216,6 +217,7 @@ class World:
         skew_rng = self.rng("clock_skew")
         costs = cost_table(sc.servers.processing)
         self.servers: dict[str, Homeserver] = {}
+        self.stream_order = StreamOrder()
         for n in names:
             users = [f"@u{i}:{n}" for i in range(sc.servers.users_per_server)]
             hs = None
@@ -223,7 +225,9 @@ class World:
             def provider(dest: str, rooms: Any, _n: str = n) -> Any:
                 return self.servers[_n].catchup_events(dest, rooms)
 
-            sender = FederationSender(self.env, n, self.transport, self.rng(f"sender/{n}"), fed_cfg,
+            # the sender draws only random(): a compact stream (the same draws
+            # as self.rng's Generator, ~150 bytes instead of ~1.2 KB a server)
+            sender = FederationSender(self.env, n, self.transport, stream(self.seed, f"sender/{n}"), fed_cfg,
                                       catchup_provider=provider)
             hs = Homeserver(self, n, key=keys[n], rng=self.rng(f"server/{n}"), users=users, config=hs_cfg,
                             sender=sender, honest=n not in malicious, clock_skew_ms=self._skew(skew_rng))

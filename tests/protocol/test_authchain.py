@@ -105,12 +105,17 @@ def test_state_chain_difference_equals_auth_chain_difference():
         sets = _state_sets(rng, b, room, 2 + seed % 3)
         memo: OrderedDict = OrderedDict()
         index = AuthChainIndex(room.events, shared={}, state_chains=memo)
-        held = room.events.keys()
+        has = room.events.__contains__
         for include in (False, True):
             want = auth_chain_difference([s.values() for s in sets], AuthChainIndex(room.events),
                                          include_state_events=include)
-            got = state_chain_difference(sets, index, include_state_events=include, held=lambda ids: held >= ids)
+            # ``held`` is handed any iterable of event IDs (a kept map's values on a hit)
+            got = state_chain_difference(sets, index, include_state_events=include,
+                                         held=lambda ids: all(map(has, ids)))
             assert got == want
+            again = state_chain_difference(sets, index, include_state_events=include,
+                                           held=lambda ids: all(map(has, ids)))
+            assert again == want
         assert memo
         assert state_chain_difference(sets, index, held=lambda ids: False) == auth_chain_difference(
             [s.values() for s in sets], AuthChainIndex(room.events))

@@ -314,3 +314,25 @@ def test_same_seed_same_records():
 
     assert run(3) == run(3)
     assert run(3) != run(4)
+
+
+def test_newest_per_room_and_undelivered_rooms_across_one_and_two_rooms():
+    """The newest PDU is kept as a pair while one room has any, then a
+    dict; nothing undelivered is one shared empty mapping."""
+    env, net, sender, recv, obs = world()
+    assert sender.catchup_hints("b") == (None, {}) and sender.undelivered_rooms("b") == ()
+    net.set_up("b", False)
+    sender.send_pdu("b", Pdu("$r1-0", "!r1"), "!r1")
+    sender.send_pdu("b", Pdu("$r1-1", "!r1"), "!r1")
+    assert sender.catchup_hints("b") == (None, {"!r1": Pdu("$r1-1", "!r1")})
+    sender.send_pdu("b", Pdu("$r2-0", "!r2"), "!r2")
+    sender.send_pdu("b", Pdu("$r1-2", "!r1"), "!r1")
+    assert sender.catchup_hints("b")[1] == {"!r1": Pdu("$r1-2", "!r1"), "!r2": Pdu("$r2-0", "!r2")}
+    assert sender.undelivered_rooms("b") == ("!r2", "!r1")
+    net.set_up("b", True)
+    env.run(until=5 * MIN)
+    sender.send_pdu("b", Pdu("$r2-1", "!r2"), "!r2")
+    env.run(until=10 * MIN)
+    assert sender.undelivered_rooms("b") == ()
+    last, newest = sender.catchup_hints("b")
+    assert last is not None and newest == {"!r1": Pdu("$r1-2", "!r1"), "!r2": Pdu("$r2-1", "!r2")}

@@ -330,6 +330,36 @@ def test_a_retried_transaction_gets_the_same_answer_and_is_not_processed_again()
     assert hs.counters["duplicate_transactions"] == before + 1
 
 
+def test_kept_transaction_answers_are_the_last_64_per_origin():
+    """One answer kept as a pair, then a dict: the same answers as a FIFO of
+    the last TXN_MEMORY transactions per origin."""
+    from simfed.sim.homeserver import TXN_MEMORY
+
+    res = simulate(scenario(seed=3, simulation={"duration": "2m"}, workload={"stop": "1m"}))
+    hs = res.servers["hs1"]
+    room = hs.rooms[res.room_id]
+    pdus = [room.graph[e] for e in sorted(room.graph)[:2]]
+    origin = "hs-test-origin"
+    kept: list[str] = []
+    answers = {}
+    dups = hs.counters["duplicate_transactions"]
+    for i in range(TXN_MEMORY + 6):
+        txn = f"t{i}"
+        body = {"txn_id": txn, "pdus": pdus[: 1 + i % 2]}
+        answers[txn] = hs._on_transaction(origin, body)
+        kept.append(txn)
+        kept = kept[-TXN_MEMORY:]
+        for probe in (f"t{i}", f"t{max(0, i - TXN_MEMORY)}", "t0"):
+            again = hs._on_transaction(origin, {"txn_id": probe, "pdus": pdus[: 1 + int(probe[1:]) % 2]})
+            if probe in kept:
+                dups += 1
+                assert again == answers[probe]
+            else:  # forgotten: processed again, and kept as the newest
+                answers[probe] = again
+                kept = (kept + [probe])[-TXN_MEMORY:]
+            assert hs.counters["duplicate_transactions"] == dups, (i, probe)
+
+
 def test_an_answer_with_errors_is_kept_whole_for_a_retry():
     from simfed.sim.homeserver import _compact_answer, _transaction_response
 
@@ -337,3 +367,33 @@ def test_an_answer_with_errors_is_kept_whole_for_a_retry():
     assert _compact_answer(ok) == ("$a", "$b")
     mixed = _transaction_response({"$a": hs_module._PDU_OK, "$b": {"error": "bad signature"}})
     assert _compact_answer(mixed) is mixed
+
+
+def test_a_one_pdu_answer_is_kept_as_its_id_and_rebuilt_equal():
+    from simfed.sim.homeserver import _all_ok_response, _compact_answer, _transaction_response
+
+    one = _transaction_response({"$a": hs_module._PDU_OK})
+    kept = _compact_answer(one)
+    assert kept == "$a"
+    assert _all_ok_response(kept) == one
+    none = _transaction_response({})
+    assert _compact_answer(none) == () and _all_ok_response(()) == none
+
+
+def test_join_depths_keep_the_map_order_and_sort_longest_first():
+    from simfed.sim.homeserver import _JoinDepths
+
+    depths = {"hs3": 7, "hs1": 2, "hs10": 2, "hs0": 1, "hs2": 7}
+    j = _JoinDepths(tuple(depths), tuple(depths.values()))
+    assert set(j.servers) == set(depths) and list(j.servers) == list(depths)
+    assert list(j.longest()) == sorted(depths, key=lambda s: (depths[s], s))
+    assert j.longest() is j.longest()
+
+
+def test_the_senders_compact_stream_draws_what_its_generator_would():
+    from simfed.sim.streams import stream
+    from simfed.sim.world import component_rng
+
+    for seed in (0, 1, 2**40 + 7):
+        gen, compact = component_rng(seed, "sender/hs3"), stream(seed, "sender/hs3")
+        assert [compact.random() for _ in range(200)] == [gen.random() for _ in range(200)]

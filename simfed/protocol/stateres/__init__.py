@@ -133,9 +133,13 @@ class ItemSets:
     frozenset keeps each pair's hash, so operations between two of them
     only probe tables. Valid only for maps that never change once made, as
     the simulator's are. Holds at most about ``max_pairs`` pairs in all
-    (oldest maps dropped first)."""
+    (oldest maps dropped first).
 
-    __slots__ = ("_memo", "_pairs", "max_pairs", "_conflicted")
+    Each distinct pair is one tuple for all the sets (``_interned``): maps
+    that differ by a few entries share the rest, where ``items()`` makes a
+    new 2-tuple per entry (64 bytes each, most of a set's memory)."""
+
+    __slots__ = ("_memo", "_pairs", "max_pairs", "_interned", "_conflicted")
 
     #: conflicted pairs kept for this many recent combinations of maps
     MAX_CONFLICTED = 256
@@ -144,6 +148,7 @@ class ItemSets:
         self._memo: "OrderedDict[int, tuple[StateMap, frozenset]]" = OrderedDict()
         self._pairs = 0
         self.max_pairs = max_pairs
+        self._interned: dict[tuple, tuple] = {}
         self._conflicted: "OrderedDict[frozenset[int], tuple[tuple[StateMap, ...], set]]" = OrderedDict()
 
     def conflicted_pairs(self, state_sets: Sequence[StateMap]) -> set:
@@ -168,7 +173,7 @@ class ItemSets:
         hit = memo.get(id(state))
         if hit is not None and hit[0] is state:
             return hit[1]
-        items = frozenset(state.items())
+        items = frozenset(map(self._interned.setdefault, state.items(), state.items()))
         if hit is not None:  # a map since dropped had this identity
             self._pairs -= len(hit[1])
         memo[id(state)] = (state, items)

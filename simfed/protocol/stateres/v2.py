@@ -427,9 +427,9 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
         return unconflicted
     chains = ctx.auth_chains
     assert chains is not None
-    held = events.keys()
+    held_has = events.__contains__
     diff = state_chain_difference(state_sets, chains, include_state_events=ctx.compat == "synapse",
-                                  held=lambda ids: held >= ids)
+                                  held=lambda ids: all(map(held_has, ids)))
     diff.update(*conflicted.values())
     synapse = ctx.compat == "synapse"
     # The full conflicted set (the events known) and its power events, with

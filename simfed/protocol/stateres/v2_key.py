@@ -56,8 +56,8 @@ def resolve_v2_key(state_sets: Sequence[StateMap], key: StateKey, events: Mappin
     chains = ctx.auth_chains
     assert chains is not None
     synapse = ctx.compat == "synapse"
-    held = events.keys()
-    diff = state_chain_difference(state_sets, chains, include_state_events=synapse, held=lambda ids: held >= ids)
+    held_has = events.__contains__
+    diff = state_chain_difference(state_sets, chains, include_state_events=synapse, held=lambda ids: all(map(held_has, ids)))
     diff.update(*conflicted.values())
     mine: list[str] = []
     others: set[StateKey] = set()
