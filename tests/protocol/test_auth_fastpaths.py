@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from simfed.protocol import auth
 from simfed.protocol.auth import check_auth, clear_auth_memo
 
-from test_auth_rules import A, B, C, room
+from test_auth_rules import CREATE_K, JR_K, PL_K, A, B, C, D, Room, room
 
 USERS = [A, B, C, A, B, C, "@x:y", "bad", "@nocolon"]
 INT = st.sampled_from([-1, 0, 50, 51, 100, 101])  # few values: equal levels are frequent
@@ -130,3 +130,68 @@ def test_nonmember_checker_is_exact(old, new, sender, sender_level, membership, 
     fast = allowed(ev, r.create, pl, member)
     assert fast == allowed(ev, r.create, pl, member)  # memoised
     assert fast == slow(ev, three, compat).allowed == check_auth(ev, r.state, "11", compat=compat).allowed
+
+
+MEMBERSHIP = st.sampled_from(["join", "invite", "leave", "ban", "knock", None])  # None: no such event
+JOIN_RULE = st.sampled_from([None, "public", "invite", "knock", "restricted", "knock_restricted", "private", 3])
+EXTRA = st.sampled_from([{}, {}, {}, {"join_authorised_via_users_server": B},
+                         {"join_authorised_via_users_server": None}, {"third_party_invite": None},
+                         {"third_party_invite": {"signed": {"token": "t"}}}])
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pl_content=st.one_of(st.none(), CONTENT), sender=st.sampled_from([A, B, C]), target=st.sampled_from([A, B, C]),
+       sender_m=MEMBERSHIP, target_m=MEMBERSHIP, membership=st.sampled_from(["join", "invite", "leave", "ban", "knock"]),
+       join_rule=JOIN_RULE, federate=FEDERATE, extra=EXTRA, first=st.booleans(),
+       compat=st.sampled_from(["spec", "synapse"]))
+def test_member_decider_is_exact(pl_content, sender, target, sender_m, target_m, membership, join_rule, federate,
+                                 extra, first, compat):
+    """``member_decider`` (the five entries given as they are) answers, when
+    it answers, as the rule-by-rule path on those entries."""
+    create_content = {"room_version": "11"} if federate is None else {"room_version": "11", "m.federate": federate}
+    r = Room("11", create_content=create_content)
+    state = {CREATE_K: r.create}
+    pl = None
+    if pl_content is not None:
+        pl = state[PL_K] = r.new("m.room.power_levels", A, pl_content, "")
+    jr = None
+    if join_rule is not None:
+        jr = state[JR_K] = r.new("m.room.join_rules", A, {"join_rule": join_rule}, "")
+    members = {}
+    for user, m in ((sender, sender_m), (target, target_m)):
+        if m is not None and user not in members:
+            members[user] = state[("m.room.member", user)] = r.new("m.room.member", user, {"membership": m}, user)
+    ev = r.new("m.room.member", sender, {"membership": membership, **extra}, target,
+               prev=["CREATE"] if first else None)
+    decide = auth.member_decider("11", compat=compat)
+    got = decide(ev, membership, r.create, pl, members.get(sender), members.get(target), jr)
+    if got is not None:
+        assert got == slow(ev, state, compat).allowed
+
+
+def test_member_decider_decides_the_common_cases():
+    """The cases the replay meets most are decided here, not handed on,
+    including the boundaries of each comparison."""
+    r = room(members={B: "join", C: "invite", D: "ban"}, users={B: 50, C: 50})
+    decide = auth.member_decider("11", compat="synapse")
+    s = r.state
+    m = lambda u: s.get(("m.room.member", u))  # noqa: E731
+    cases = [
+        (r.member(C, "join"), True),
+        (r.member(D, "join"), False),  # banned
+        (r.member(B, "leave"), True),
+        (r.member(D, "leave"), False),
+        (r.member(A, "ban", B), True),
+        (r.member(B, "ban", C), False),  # the same level
+        (r.member(B, "ban", A), False),
+        (r.member(A, "leave", B), True),
+        (r.member(B, "leave", C), False),  # the same level
+        (r.member(B, "leave", D), True),  # unban at the ban level
+        (r.member(B, "invite", "@e:e"), True),
+        (r.member(B, "invite", D), False),  # banned
+        (r.member(C, "invite", "@e:e"), False),  # not joined
+    ]
+    for ev, want in cases:
+        got = decide(ev, ev.membership, r.create, s[PL_K], m(ev.sender), m(ev.state_key), s[JR_K])
+        assert got is want, ev.content
+        assert got == slow(ev, s, "synapse").allowed

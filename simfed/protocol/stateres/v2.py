@@ -30,7 +30,8 @@ import heapq
 from typing import Callable, Container, Iterable, Iterator, Mapping, Sequence
 
 from ..auth import (
-    CREATE_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event, nonmember_checker,
+    CREATE_KEY, JR_KEY, PL_KEY, StateKey, _creator, _is_map, auth_checker, auth_types_for_event, member_decider,
+    nonmember_checker,
 )
 from ..authchain import state_chain_difference
 from ..events import Event
@@ -41,6 +42,8 @@ __all__ = ["resolve_v2"]
 
 _POWER_TYPES = ("m.room.power_levels", "m.room.join_rules")
 _KICK_BAN = ("leave", "ban")
+#: memberships whose auth types include the join rules
+_JR_MEMBERSHIPS = frozenset(("join", "invite", "knock"))
 _MEMBER = "m.room.member"
 _CREATE = "m.room.create"
 
@@ -293,6 +296,7 @@ def iterative_auth_checks(
     skip_rejected = compat == "synapse"
     allowed = auth_checker(ctx.room_version, compat=compat)
     allowed3 = nonmember_checker(ctx.room_version, compat=compat)
+    decide = member_decider(ctx.room_version, compat=compat)
     if live is None:
         live = _LiveEvents(base, events, rejected)
     info_of, own_from = _own_auth_lookup(events, rejected)
@@ -339,20 +343,62 @@ def iterative_auth_checks(
         elif etype == _CREATE:
             ok = allowed(ev, dict(own_from(ev, info_of(ev))))
         else:
-            info = info_of(ev)
-            types = info[3] if info is not None else auth_types_for_event(etype, ev.state_key, ev.sender, ev.content)
+            # A membership event: the entries the membership rules read on
+            # common paths, from the state so far or else the event's own
+            # auth events (as the auth types' loop below would take them),
+            # decided by ``decide`` when it can; anything else goes through
+            # the rule-by-rule path.
+            membership = ev.membership
+            target = ev.state_key
             own = None
-            auth = {}
-            for k in types:  # the auth types, in auth_types_for_event's order
-                cur_ev = live[k]
-                if cur_ev is None:
-                    if own is None:
-                        own = own_from(ev, info)
-                    cur_ev = own.get(k)
+            ok = None
+            if membership is not None and target is not None:
+                sender = ev.sender
+                mkey = member_keys.get(sender)
+                if mkey is None:
+                    mkey = member_keys[sender] = (_MEMBER, sender)
+                create_ev = live[CREATE_KEY]
+                pl_ev = live[PL_KEY]
+                member_ev = live[mkey]
+                if target == sender:
+                    tkey = mkey
+                    target_ev = member_ev
+                else:
+                    tkey = member_keys.get(target)
+                    if tkey is None:
+                        tkey = member_keys[target] = (_MEMBER, target)
+                    target_ev = live[tkey]
+                jr_ev = live[JR_KEY] if membership in _JR_MEMBERSHIPS else None
+                if (create_ev is None or pl_ev is None or member_ev is None or target_ev is None
+                        or (jr_ev is None and membership in _JR_MEMBERSHIPS)):
+                    info = info_of(ev)
+                    own = own_from(ev, info)
+                    if create_ev is None:
+                        create_ev = own.get(CREATE_KEY)
+                    if pl_ev is None:
+                        pl_ev = own.get(PL_KEY)
+                    if member_ev is None:
+                        member_ev = own.get(mkey)
+                    if target_ev is None:
+                        target_ev = member_ev if tkey is mkey else own.get(tkey)
+                    if jr_ev is None and membership in _JR_MEMBERSHIPS:
+                        jr_ev = own.get(JR_KEY)
+                ok = decide(ev, membership, create_ev, pl_ev, member_ev, target_ev, jr_ev)
+            if ok is None:
+                if own is None:
+                    info = info_of(ev)
+                types = info[3] if info is not None else auth_types_for_event(etype, target, ev.sender, ev.content)
+                auth = {}
+                for k in types:  # the auth types, in auth_types_for_event's order
+                    cur_ev = live[k]
                     if cur_ev is None:
-                        continue
-                auth[k] = cur_ev
-            ok = allowed(ev, auth)
+                        if own is None:
+                            own = own_from(ev, info)
+                        cur_ev = own.get(k)
+                        if cur_ev is None:
+                            continue
+                    auth[k] = cur_ev
+                ok = allowed(ev, auth)
         if ok:
             key = (etype, ev.state_key)
             resolved[key] = eid
