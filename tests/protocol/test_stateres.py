@@ -556,3 +556,17 @@ def test_reference_implementation_on_worked_example(we, compat):
     b, res = we
     sets = [res.state_after(b.id("N1")), res.state_after(b.id("KICK"))]
     assert b.names(ref_v2(sets, res.room.events, compat=compat)) == EXPECTED_V2
+
+
+@pytest.mark.parametrize("compat", ["spec", "synapse"])
+def test_v2_resolved_map_uses_the_input_maps_key_tuples(we, compat):
+    """A conflicted key replayed into the resolved map is the input maps'
+    own tuple (one tuple per key for every map that holds it), not a new
+    equal one per resolution."""
+    b, res = we
+    sets = [res.state_after(b.id("N1")), res.state_after(b.id("KICK"))]
+    own = {k: k for s in sets for k in s}
+    out = resolve_state("v2", sets, res.room.events, "11", compat=compat)
+    assert out[PL] == b.id("PL2")
+    for k in out:
+        assert k is own[k], k

@@ -282,6 +282,7 @@ def iterative_auth_checks(
     events: Mapping[str, Event],
     ctx: ResolutionContext,
     live: _LiveEvents | None = None,
+    keys: Mapping[StateKey, StateKey] | None = None,
 ) -> dict[StateKey, str]:
     """Replay the events ``order`` yields on top of ``base``, keeping each
     event that passes the auth rules against its auth events overlaid with
@@ -289,7 +290,9 @@ def iterative_auth_checks(
 
     ``live``: ``_LiveEvents(base, ...)`` if the caller has it (a previous
     replay's); kept beside the state so far (one lookup per auth type) and
-    updated in place."""
+    updated in place. ``keys``: state keys to use as the resolved map's
+    keys where equal (the input maps' own tuples: one tuple per key for
+    every map that holds it, not a new one per resolution)."""
     resolved = dict(base)
     rejected: Container[str] = ctx.rejected
     compat = ctx.compat
@@ -401,6 +404,8 @@ def iterative_auth_checks(
                 ok = allowed(ev, auth)
         if ok:
             key = (etype, ev.state_key)
+            if keys is not None:
+                key = keys.get(key, key)
             resolved[key] = eid
             live[key] = None if eid in rejected else ev  # spec mode re-admits it, never as an auth event
     ctx.stats["auth_checks"] = ctx.stats.get("auth_checks", 0) + n_checks
@@ -496,15 +501,17 @@ def resolve_v2(state_sets: Sequence[StateMap], events: Mapping[str, Event], ctx:
                     add_power(e)
     # The two replays share the auth events of the state so far.
     live = _LiveEvents(unconflicted, events, ctx.rejected)
+    keys = {k: k for k in conflicted}
     if synapse:  # ordered as replayed
         power_sorted: list[str] = []
         resolved = iterative_auth_checks(_kahn(power, full, events, ctx, power_sorted), unconflicted, events, ctx,
-                                         live)
+                                         live, keys)
     else:
         power_sorted = _power_order(power, full, events, ctx)
-        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx, live)
+        resolved = iterative_auth_checks(map(events.__getitem__, power_sorted), unconflicted, events, ctx, live,
+                                         keys)
     rest = _mainline_order(full.difference(power_sorted), resolved.get(PL_KEY), events)
-    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx, live)
+    resolved = iterative_auth_checks(map(events.__getitem__, rest), resolved, events, ctx, live, keys)
     resolved.update(unconflicted)
     ctx.stats["conflicted"] = len(conflicted)
     ctx.stats["full_conflicted"] = len(full)
