@@ -276,6 +276,15 @@ def _own_auth_lookup(events: Mapping[str, Event], rejected: Container[str]) -> "
     return info_of, own_from
 
 
+def _or_own(own: Mapping[StateKey, Event], mkey: StateKey, create_ev: Event | None, pl_ev: Event | None,
+            member_ev: Event | None) -> tuple[Event | None, Event | None, Event | None]:
+    """The create, power-levels and sender's membership events from the
+    state so far, each missing one taken from the event's own auth events."""
+    return (create_ev if create_ev is not None else own.get(CREATE_KEY),
+            pl_ev if pl_ev is not None else own.get(PL_KEY),
+            member_ev if member_ev is not None else own.get(mkey))
+
+
 def iterative_auth_checks(
     order: Iterable[Event],
     base: Mapping[StateKey, str],
@@ -316,7 +325,9 @@ def iterative_auth_checks(
         # create event, the power levels and the sender's membership for a
         # non-member event), so the state so far's events of those types,
         # or else the event's own, are the whole auth state that matters.
-        if etype != _MEMBER and etype != _CREATE:
+        if etype == _CREATE:
+            ok = allowed(ev, dict(own_from(ev, info_of(ev))))
+        else:
             sender = ev.sender
             mkey = member_keys.get(sender)
             if mkey is None:
@@ -324,84 +335,66 @@ def iterative_auth_checks(
             create_ev = live[CREATE_KEY]
             pl_ev = live[PL_KEY]
             member_ev = live[mkey]
-            if create_ev is None or pl_ev is None or member_ev is None:
-                own = own_from(ev, info_of(ev))
-                if create_ev is None:
-                    create_ev = own.get(CREATE_KEY)
-                if pl_ev is None:
-                    pl_ev = own.get(PL_KEY)
-                if member_ev is None:
-                    member_ev = own.get(mkey)
-            if create_ev is not None and pl_ev is not None and member_ev is not None:
-                ok = allowed3(ev, create_ev, pl_ev, member_ev)
-            else:
-                auth: dict[StateKey, Event] = {}
-                if create_ev is not None:
-                    auth[CREATE_KEY] = create_ev
-                if pl_ev is not None:
-                    auth[PL_KEY] = pl_ev
-                if member_ev is not None:
-                    auth[mkey] = member_ev
-                ok = allowed(ev, auth)
-        elif etype == _CREATE:
-            ok = allowed(ev, dict(own_from(ev, info_of(ev))))
-        else:
-            # A membership event: the entries the membership rules read on
-            # common paths, from the state so far or else the event's own
-            # auth events (as the auth types' loop below would take them),
-            # decided by ``decide`` when it can; anything else goes through
-            # the rule-by-rule path.
-            membership = ev.membership
-            target = ev.state_key
-            own = None
-            ok = None
-            if membership is not None and target is not None:
-                sender = ev.sender
-                mkey = member_keys.get(sender)
-                if mkey is None:
-                    mkey = member_keys[sender] = (_MEMBER, sender)
-                create_ev = live[CREATE_KEY]
-                pl_ev = live[PL_KEY]
-                member_ev = live[mkey]
-                if target == sender:
-                    tkey = mkey
-                    target_ev = member_ev
+            if etype != _MEMBER:
+                if create_ev is None or pl_ev is None or member_ev is None:
+                    create_ev, pl_ev, member_ev = _or_own(own_from(ev, info_of(ev)), mkey, create_ev, pl_ev,
+                                                          member_ev)
+                if create_ev is not None and pl_ev is not None and member_ev is not None:
+                    ok = allowed3(ev, create_ev, pl_ev, member_ev)
                 else:
-                    tkey = member_keys.get(target)
-                    if tkey is None:
-                        tkey = member_keys[target] = (_MEMBER, target)
-                    target_ev = live[tkey]
-                jr_ev = live[JR_KEY] if membership in _JR_MEMBERSHIPS else None
-                if (create_ev is None or pl_ev is None or member_ev is None or target_ev is None
-                        or (jr_ev is None and membership in _JR_MEMBERSHIPS)):
-                    info = info_of(ev)
-                    own = own_from(ev, info)
-                    if create_ev is None:
-                        create_ev = own.get(CREATE_KEY)
-                    if pl_ev is None:
-                        pl_ev = own.get(PL_KEY)
-                    if member_ev is None:
-                        member_ev = own.get(mkey)
-                    if target_ev is None:
-                        target_ev = member_ev if tkey is mkey else own.get(tkey)
-                    if jr_ev is None and membership in _JR_MEMBERSHIPS:
-                        jr_ev = own.get(JR_KEY)
-                ok = decide(ev, membership, create_ev, pl_ev, member_ev, target_ev, jr_ev)
-            if ok is None:
-                if own is None:
-                    info = info_of(ev)
-                types = info[3] if info is not None else auth_types_for_event(etype, target, ev.sender, ev.content)
-                auth = {}
-                for k in types:  # the auth types, in auth_types_for_event's order
-                    cur_ev = live[k]
-                    if cur_ev is None:
-                        if own is None:
-                            own = own_from(ev, info)
-                        cur_ev = own.get(k)
+                    auth: dict[StateKey, Event] = {}
+                    if create_ev is not None:
+                        auth[CREATE_KEY] = create_ev
+                    if pl_ev is not None:
+                        auth[PL_KEY] = pl_ev
+                    if member_ev is not None:
+                        auth[mkey] = member_ev
+                    ok = allowed(ev, auth)
+            else:
+                ok = None
+                # A membership event: the entries the membership rules read
+                # on common paths, from the state so far or else the event's
+                # own auth events (as the auth types' loop below would take
+                # them), decided by ``decide`` when it can; anything else
+                # goes through the rule-by-rule path.
+                membership = ev.membership
+                target = ev.state_key
+                own = None
+                if membership is not None and target is not None:
+                    if target == sender:
+                        tkey = mkey
+                        target_ev = member_ev
+                    else:
+                        tkey = member_keys.get(target)
+                        if tkey is None:
+                            tkey = member_keys[target] = (_MEMBER, target)
+                        target_ev = live[tkey]
+                    jr_ev = live[JR_KEY] if membership in _JR_MEMBERSHIPS else None
+                    if (create_ev is None or pl_ev is None or member_ev is None or target_ev is None
+                            or (jr_ev is None and membership in _JR_MEMBERSHIPS)):
+                        info = info_of(ev)
+                        own = own_from(ev, info)
+                        create_ev, pl_ev, member_ev = _or_own(own, mkey, create_ev, pl_ev, member_ev)
+                        if target_ev is None:
+                            target_ev = member_ev if tkey is mkey else own.get(tkey)
+                        if jr_ev is None and membership in _JR_MEMBERSHIPS:
+                            jr_ev = own.get(JR_KEY)
+                    ok = decide(ev, membership, create_ev, pl_ev, member_ev, target_ev, jr_ev)
+                if ok is None:
+                    if own is None:
+                        info = info_of(ev)
+                    types = info[3] if info is not None else auth_types_for_event(etype, target, sender, ev.content)
+                    auth = {}
+                    for k in types:  # the auth types, in auth_types_for_event's order
+                        cur_ev = live[k]
                         if cur_ev is None:
-                            continue
-                    auth[k] = cur_ev
-                ok = allowed(ev, auth)
+                            if own is None:
+                                own = own_from(ev, info)
+                            cur_ev = own.get(k)
+                            if cur_ev is None:
+                                continue
+                        auth[k] = cur_ev
+                    ok = allowed(ev, auth)
         if ok:
             key = (etype, ev.state_key)
             if keys is not None:
